@@ -1,0 +1,61 @@
+# Two commands on a fresh machine: `make run` and `make test` (see README.md).
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-lock
+RASA_DATA := data/nlu data/stories data/rules
+export PYTHONPATH := $(CURDIR)
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+export SQLALCHEMY_SILENCE_UBER_WARNING := 1
+
+.PHONY: run test test-unit train shell eval content-check validate setup lock clean
+
+run: setup
+	@$(PY) -m bot run
+
+test: setup validate
+	$(PY) -m pytest
+
+test-unit: setup
+	$(PY) -m pytest -m "not model"
+
+train: setup
+	$(PY) -m bot train
+
+shell: setup
+	@$(PY) -m bot shell
+
+content-check: setup
+	$(PY) -m bot content-check
+
+validate: setup
+	$(PY) -m bot content-check
+	$(PY) -m rasa data validate --fail-on-warnings --data $(RASA_DATA) --domain domain.yml --config config.yml
+
+setup: $(STAMP)
+
+# Python 3.10 is required by Rasa 3.6: python3.10 on PATH if it runs, else pyenv's.
+$(PY):
+	@py=""; \
+	if python3.10 -c 'import sys' >/dev/null 2>&1; then py=python3.10; \
+	else for candidate in $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.10*/bin/python3.10; do \
+	  if [ -x "$$candidate" ]; then py=$$candidate; fi; done; fi; \
+	if [ -z "$$py" ]; then \
+	  echo "Falta Python 3.10 (Rasa 3.6 no funciona con 3.11+). Instálelo, por ejemplo: 'pyenv install 3.10' o 'apt-get install python3.10 python3.10-venv'."; \
+	  exit 1; fi; \
+	echo "Creando $(VENV) con $$py"; \
+	$$py -m venv $(VENV)
+
+# Dependencies are installed again only when requirements.lock changes.
+$(STAMP): requirements.lock | $(PY)
+	$(PY) -m pip install --quiet --upgrade "pip<25"
+	$(PY) -m pip install --quiet -r requirements.lock
+	@touch $(STAMP)
+
+# Re-resolve the direct dependencies and pin the full set.
+lock: | $(PY)
+	$(PY) -m pip install --quiet -r requirements.in
+	$(PY) -m pip freeze --exclude-editable > requirements.lock
+
+clean:
+	rm -rf $(VENV) models .pytest_cache reports

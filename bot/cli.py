@@ -1,0 +1,123 @@
+"""Command line: `python -m bot <command>`. Operator messages are in Spanish."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import urllib.request
+import uuid
+
+from bot import runner
+from bot.knowledge import ContentError, KnowledgeBase
+from bot.settings import Settings
+
+
+def cmd_content_check(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        kb = KnowledgeBase.load(settings.content_dir)
+    except ContentError as error:
+        print(f"El contenido tiene {len(error.problems)} problema(s):", file=sys.stderr)
+        for problem in error.problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return 1
+    generated = runner.COUNTRY_NLU_FILE
+    stale = not generated.exists() or runner.country_nlu_yaml(kb.countries) != generated.read_text(encoding="utf-8")
+    print(f"Contenido correcto: {len(kb.entries)} respuestas, {len(list(kb.countries))} países.")
+    if stale:
+        print("data/nlu/countries.yml está desactualizado: ejecute `python -m bot gen-countries`.", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_gen_countries(settings: Settings, args: argparse.Namespace) -> int:
+    changed = runner.generate_country_nlu(settings)
+    print("data/nlu/countries.yml " + ("actualizado." if changed else "ya estaba al día."))
+    return 0
+
+
+def cmd_train(settings: Settings, args: argparse.Namespace) -> int:
+    print(f"Modelo: {runner.train(settings, force=args.force)}")
+    return 0
+
+
+def _interrupt(signum, frame) -> None:
+    """Treat SIGTERM like Ctrl-C, so both children are stopped cleanly either way."""
+    raise KeyboardInterrupt
+
+
+def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
+    model = runner.latest_model() or runner.train(settings)
+    stack = runner.Stack(settings, model)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        stack.start()
+        print(
+            "\nEl asistente está listo.\n"
+            f"  REST:  POST {stack.rasa_url}/webhooks/rest/webhook  "
+            '{"sender": "prueba", "message": "hola"}\n'
+            "  Detener: Ctrl-C\n",
+            flush=True,
+        )
+        return stack.wait()
+    except KeyboardInterrupt:
+        print("\nDeteniendo el asistente…", flush=True)
+        stack.stop()
+        return 0
+
+
+def cmd_shell(settings: Settings, args: argparse.Namespace) -> int:
+    """Start the assistant in the background and talk to it over REST in this terminal."""
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    log_path = settings.var_dir / "shell.log"
+    with open(log_path, "a") as log:
+        stack = runner.Stack(settings, runner.latest_model() or runner.train(settings), log=log)
+        print(f"Iniciando el asistente (registro en {log_path})…", flush=True)
+        stack.start()
+        try:
+            _converse(f"{stack.rasa_url}/webhooks/rest/webhook", f"shell-{uuid.uuid4()}")
+        except KeyboardInterrupt:
+            pass
+        finally:
+            stack.stop()
+    return 0
+
+
+def _converse(url: str, sender: str) -> None:
+    print("Escriba su mensaje (Ctrl-D para salir). Para pulsar un botón, escriba su número.")
+    buttons: list[dict] = []
+    for line in sys.stdin:
+        text = line.strip()
+        if text.isdigit() and 0 < int(text) <= len(buttons):
+            text = buttons[int(text) - 1]["payload"]
+        body = json.dumps({"sender": sender, "message": text}).encode()
+        request = urllib.request.Request(url, body, {"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            buttons = []
+            for message in json.load(response):
+                print(f"\n{message.get('text', '')}")
+                buttons += message.get("buttons") or []
+            for number, button in enumerate(buttons, 1):
+                print(f"  [{number}] {button['title']}")
+            print(flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s - %(message)s")
+    parser = argparse.ArgumentParser(prog="python -m bot", description="Asistente del SOM")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("content-check", help="valida data/content/").set_defaults(func=cmd_content_check)
+    commands.add_parser("gen-countries", help="regenera data/nlu/countries.yml").set_defaults(func=cmd_gen_countries)
+    train = commands.add_parser("train", help="entrena si cambiaron datos, dominio o config")
+    train.add_argument("--force", action="store_true")
+    train.set_defaults(func=cmd_train)
+    commands.add_parser("run", help="inicia el servidor de acciones y el de Rasa").set_defaults(func=cmd_run)
+    commands.add_parser("shell", help="conversa con el asistente en esta terminal").set_defaults(func=cmd_shell)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(Settings.from_env(), args)
+    except runner.StartupError as error:
+        print(f"Error: {error}", file=sys.stderr)
+        return 1

@@ -1,0 +1,80 @@
+"""Countries people name: normalise what they type ("eeuu", "boliviana", "espaa") to one name."""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import re
+import unicodedata
+from dataclasses import dataclass
+
+ANDEAN_MEMBERS_NOTE = "Bolivia, Colombia y Ecuador"
+_WORD = re.compile(r"[a-z0-9.]+")
+
+
+def fold(text: str) -> str:
+    """Lowercase and strip accents, so "Japón" and "japon" compare equal (keeps ñ as n)."""
+    decomposed = unicodedata.normalize("NFKD", text.lower())
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).strip()
+
+
+@dataclass(frozen=True)
+class Country:
+    name: str
+    aliases: tuple[str, ...]
+    andean_community: bool
+    bilateral: str | None
+    multilateral: str | None
+    agreement_status: str
+    notes: str | None
+    sources: tuple[str, ...]
+    reviewed: dt.date
+
+
+class CountryIndex:
+    """Looks countries up by any alias, tolerating small misspellings."""
+
+    FUZZY_CUTOFF = 0.84
+    MIN_FUZZY_LENGTH = 5
+
+    def __init__(self, countries: list[Country]) -> None:
+        self.by_name = {c.name: c for c in countries}
+        self._by_alias: dict[str, str] = {}
+        for country in countries:
+            for alias in (country.name, *country.aliases):
+                self._by_alias[fold(alias)] = country.name
+        self._longest_alias_words = max((len(a.split()) for a in self._by_alias), default=1)
+
+    def __iter__(self):
+        return iter(self.by_name.values())
+
+    def get(self, name: str | None) -> Country | None:
+        canonical = self.normalise(name) if name else None
+        return self.by_name.get(canonical) if canonical else None
+
+    def normalise(self, value: str) -> str | None:
+        """The canonical name for an alias or a close misspelling of one, else None."""
+        key = fold(value).strip(" .,;:!?¿¡")
+        if key in self._by_alias:
+            return self._by_alias[key]
+        if len(key) < self.MIN_FUZZY_LENGTH:
+            return None
+        close = difflib.get_close_matches(key, self._by_alias, n=1, cutoff=self.FUZZY_CUTOFF)
+        return self._by_alias[close[0]] if close else None
+
+    def find_in_text(self, text: str) -> str | None:
+        """The first country named in free text, trying longer phrases first ("corea del sur")."""
+        words = _WORD.findall(fold(text))
+        for start in range(len(words)):
+            for size in range(min(self._longest_alias_words, len(words) - start), 0, -1):
+                found = self.normalise(" ".join(words[start : start + size]))
+                if found:
+                    return found
+        return None
+
+    def aliases(self) -> dict[str, list[str]]:
+        """Canonical name → every alias, for generating the NLU lookup table and synonyms."""
+        result: dict[str, list[str]] = {name: [] for name in self.by_name}
+        for country in self.by_name.values():
+            result[country.name] = sorted({a.lower() for a in country.aliases} - {country.name.lower()})
+        return result

@@ -1,0 +1,293 @@
+"""The knowledge base: sourced answers the SOM maintains as YAML files in `data/content/`.
+
+Content is validated as it is loaded (every problem names its file and entry) and reloaded when a
+file changes, so an edit is live without retraining or restarting.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from bot.countries import Country, CountryIndex
+
+logger = logging.getLogger(__name__)
+
+MAX_MESSAGE_CHARS = 700
+MAX_MESSAGES_PER_ENTRY = 4
+AUDIENCES = frozenset(
+    {
+        "potential_migrant",
+        "emigrant",
+        "potential_returnee",
+        "returnee",
+        "family",
+        "andean_worker",
+        "immigrant",
+        "all",
+    }
+)
+# Intents the NLU can predict (the contract shared with outside evaluations).
+INTENTS = (
+    "greet", "goodbye", "thank", "affirm", "deny", "bot_challenge", "show_menu",
+    "human_handoff", "out_of_scope", "inform", "som_info", "contact_channels", "work_abroad",
+    "job_offer_check", "rights_abroad", "social_security", "return_to_peru", "returned_migrant",
+    "family_abroad", "andean_worker", "foreigner_work_peru",
+)  # fmt: skip
+# Every intent but `inform` (a bare country or detail) has one main entry that answers it.
+ANSWERED_INTENTS = tuple(intent for intent in INTENTS if intent != "inform")
+URL_PATTERN = re.compile(r"^https://[A-Za-z0-9.-]+\.[A-Za-z]{2,}(/[^\s]*)?$")
+SOURCE_PATTERN = re.compile(r"^(leaflet|facts:.+|https://\S+)$")
+SPECIAL_FILES = ("countries.yml", "intent_titles.yml", "menu.yml")
+
+
+class ContentError(Exception):
+    """The content files have problems; `problems` lists them, one per line."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class Button:
+    title: str
+    goto: str | None = None
+    intent: str | None = None
+
+
+@dataclass(frozen=True)
+class Link:
+    title: str
+    url: str
+
+
+@dataclass(frozen=True)
+class Entry:
+    id: str
+    title: str
+    messages: tuple[str, ...]
+    sources: tuple[str, ...]
+    reviewed: dt.date
+    audiences: tuple[str, ...] = ()
+    intent: str | None = None
+    buttons: tuple[Button, ...] = ()
+    links: tuple[Link, ...] = ()
+    verify: str | None = None
+    file: str = ""
+
+
+@dataclass(frozen=True)
+class MenuItem:
+    title: str
+    intent: str
+    audience: str
+
+
+@dataclass(frozen=True)
+class KnowledgeBase:
+    entries: dict[str, Entry]
+    countries: CountryIndex
+    titles: dict[str, str]
+    menu: tuple[MenuItem, ...]
+
+    def entry(self, entry_id: str) -> Entry:
+        return self.entries[entry_id]
+
+    def main_entry(self, intent: str) -> Entry | None:
+        return next((e for e in self.entries.values() if e.intent == intent), None)
+
+    def title(self, intent: str) -> str:
+        return self.titles.get(intent, intent)
+
+    @classmethod
+    def load(cls, content_dir: Path) -> "KnowledgeBase":
+        """Load and validate every file; raise `ContentError` listing all problems."""
+        problems: list[str] = []
+        entries: dict[str, Entry] = {}
+        for path in sorted(content_dir.glob("*.yml")):
+            if path.name in SPECIAL_FILES:
+                continue
+            raw = _read_yaml(path, problems)
+            for item in (raw or {}).get("entries") or []:
+                entry = _parse_entry(item, path.name, problems)
+                if entry is None:
+                    continue
+                if entry.id in entries:
+                    problems.append(f"{path.name}: {entry.id}: duplicate id (also in {entries[entry.id].file})")
+                entries[entry.id] = entry
+        countries = _parse_countries(_read_yaml(content_dir / "countries.yml", problems), problems)
+        titles = (_read_yaml(content_dir / "intent_titles.yml", problems) or {}).get("titles") or {}
+        menu = _parse_menu(_read_yaml(content_dir / "menu.yml", problems), problems)
+        kb = cls(entries=entries, countries=CountryIndex(countries), titles=dict(titles), menu=menu)
+        problems.extend(kb._cross_reference_problems())
+        if problems:
+            raise ContentError(problems)
+        return kb
+
+    def _cross_reference_problems(self) -> Iterable[str]:
+        for entry in self.entries.values():
+            for button in entry.buttons:
+                if button.goto and button.goto not in self.entries:
+                    yield f"{entry.file}: {entry.id}: button '{button.title}' points to missing entry '{button.goto}'"
+                if button.intent and button.intent not in INTENTS:
+                    yield f"{entry.file}: {entry.id}: button '{button.title}' uses unknown intent '{button.intent}'"
+            if entry.intent and entry.intent not in INTENTS:
+                yield f"{entry.file}: {entry.id}: unknown intent '{entry.intent}'"
+        for intent in ANSWERED_INTENTS:
+            mains = [e.id for e in self.entries.values() if e.intent == intent]
+            if len(mains) != 1:
+                yield f"intent '{intent}' needs exactly one main entry, found {mains or 'none'}"
+        for intent in INTENTS:
+            if intent not in self.titles:
+                yield f"intent_titles.yml: missing title for '{intent}'"
+        for item in self.menu:
+            if item.intent not in INTENTS:
+                yield f"menu.yml: '{item.title}' uses unknown intent '{item.intent}'"
+
+
+def _read_yaml(path: Path, problems: list[str]) -> Any:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        problems.append(f"{path.name}: file is missing")
+    except yaml.YAMLError as error:
+        problems.append(f"{path.name}: not valid YAML: {error}")
+    return None
+
+
+def _check_dated_and_sourced(item: dict, where: str, problems: list[str]) -> tuple[tuple[str, ...], dt.date | None]:
+    sources = tuple(str(s) for s in item.get("sources") or ())
+    if not sources:
+        problems.append(f"{where}: missing sources")
+    for source in sources:
+        if not SOURCE_PATTERN.match(source):
+            problems.append(f"{where}: malformed source '{source}' (use leaflet, facts:<section> or an https:// URL)")
+    reviewed = item.get("reviewed")
+    if not isinstance(reviewed, dt.date):
+        problems.append(f"{where}: missing or malformed 'reviewed' date (YYYY-MM-DD)")
+        reviewed = None
+    return sources, reviewed
+
+
+def _parse_entry(item: Any, file: str, problems: list[str]) -> Entry | None:
+    if not isinstance(item, dict) or not item.get("id"):
+        problems.append(f"{file}: an entry has no id")
+        return None
+    where = f"{file}: {item['id']}"
+    messages = tuple(str(m).strip() for m in item.get("messages") or ())
+    if not messages:
+        problems.append(f"{where}: no messages")
+    if len(messages) > MAX_MESSAGES_PER_ENTRY:
+        problems.append(f"{where}: {len(messages)} messages, at most {MAX_MESSAGES_PER_ENTRY}")
+    for number, message in enumerate(messages, 1):
+        if len(message) > MAX_MESSAGE_CHARS:
+            problems.append(f"{where}: message {number} has {len(message)} characters, at most {MAX_MESSAGE_CHARS}")
+    if not item.get("title"):
+        problems.append(f"{where}: missing title")
+    audiences = tuple(item.get("audiences") or ())
+    if not audiences or not set(audiences) <= AUDIENCES:
+        problems.append(f"{where}: audiences must be a non-empty subset of {sorted(AUDIENCES)}")
+    links = []
+    for link in item.get("links") or ():
+        url = str(link.get("url", ""))
+        if not URL_PATTERN.match(url):
+            problems.append(f"{where}: malformed link '{url}'")
+        links.append(Link(title=str(link.get("title") or url), url=url))
+    buttons = []
+    for button in item.get("buttons") or ():
+        if bool(button.get("goto")) == bool(button.get("intent")):
+            problems.append(f"{where}: button '{button.get('title')}' needs exactly one of goto or intent")
+        buttons.append(Button(title=str(button.get("title", "")), goto=button.get("goto"), intent=button.get("intent")))
+    sources, reviewed = _check_dated_and_sourced(item, where, problems)
+    return Entry(
+        id=str(item["id"]),
+        title=str(item.get("title", "")),
+        messages=messages,
+        sources=sources,
+        reviewed=reviewed or dt.date.min,
+        audiences=audiences,
+        intent=item.get("intent"),
+        buttons=tuple(buttons),
+        links=tuple(links),
+        verify=item.get("verify"),
+        file=file,
+    )
+
+
+def _parse_countries(raw: Any, problems: list[str]) -> list[Country]:
+    countries = []
+    for item in (raw or {}).get("countries") or []:
+        where = f"countries.yml: {item.get('name', '?')}"
+        sources, reviewed = _check_dated_and_sourced(item, where, problems)
+        social_security = item.get("social_security") or {}
+        status = social_security.get("status")
+        if status not in ("confirmed", "partial", "unknown"):
+            problems.append(f"{where}: social_security.status must be confirmed, partial or unknown")
+        countries.append(
+            Country(
+                name=str(item["name"]),
+                aliases=tuple(str(a) for a in item.get("aliases") or ()),
+                andean_community=bool(item.get("andean_community")),
+                bilateral=social_security.get("bilateral"),
+                multilateral=social_security.get("multilateral"),
+                agreement_status=status or "unknown",
+                notes=item.get("notes"),
+                sources=sources,
+                reviewed=reviewed or dt.date.min,
+            )
+        )
+    return countries
+
+
+def _parse_menu(raw: Any, problems: list[str]) -> tuple[MenuItem, ...]:
+    items = []
+    for item in (raw or {}).get("menu") or []:
+        if not item.get("title") or not item.get("intent"):
+            problems.append(f"menu.yml: every item needs a title and an intent: {item}")
+            continue
+        items.append(MenuItem(title=item["title"], intent=item["intent"], audience=item.get("audience", "")))
+    return tuple(items)
+
+
+class LiveKnowledgeBase:
+    """The knowledge base as it is on disk now: reloaded when a content file changes.
+
+    A change that does not validate is logged and ignored, so a typo never takes answers down.
+    """
+
+    CHECK_INTERVAL_SECONDS = 1.0
+
+    def __init__(self, content_dir: Path) -> None:
+        self._dir = content_dir
+        self._lock = threading.Lock()
+        self._signature = self._read_signature()
+        self._kb = KnowledgeBase.load(content_dir)
+        self._checked_at = time.monotonic()
+
+    def _read_signature(self) -> tuple:
+        return tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in sorted(self._dir.glob("*.yml")))
+
+    def current(self) -> KnowledgeBase:
+        now = time.monotonic()
+        if now - self._checked_at < self.CHECK_INTERVAL_SECONDS:
+            return self._kb
+        with self._lock:
+            self._checked_at = now
+            signature = self._read_signature()
+            if signature != self._signature:
+                self._signature = signature
+                try:
+                    self._kb = KnowledgeBase.load(self._dir)
+                    logger.info("knowledge base reloaded (%d entries)", len(self._kb.entries))
+                except ContentError as error:
+                    logger.error("content change ignored, it has problems:\n%s", error)
+        return self._kb

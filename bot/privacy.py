@@ -1,0 +1,21 @@
+"""Personal data never reaches the logs: conversation ids are hashed, and numbers and e-mails masked."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
+# Phone numbers, DNI (8 digits), passports and carnés (letters + digits): any run of 6+ digits,
+# possibly separated by spaces or dashes, or an alphanumeric code holding 6+ digits.
+_NUMBER = re.compile(r"\+?\d[\d\s-]{4,}\d|\b[A-Za-z]{0,3}\d{6,}[A-Za-z]?\b")
+
+
+def hash_id(conversation_id: str) -> str:
+    """A short, stable pseudonym for a conversation id (which may be a phone number)."""
+    return hashlib.sha256(conversation_id.encode("utf-8")).hexdigest()[:12]
+
+
+def redact(text: str) -> str:
+    """Mask e-mail addresses and document or phone numbers in free text."""
+    return _NUMBER.sub("[número]", _EMAIL.sub("[correo]", text))

@@ -1,0 +1,1 @@
+"""Rasa input/output channels and server-side adapters: thin wrappers around `bot/`."""

@@ -1,0 +1,20 @@
+"""The SQL tracker store, logging one line per processed message when it saves the turn."""
+
+from __future__ import annotations
+
+import logging
+
+from rasa.core.tracker_store import SQLTrackerStore
+from rasa.shared.core.trackers import DialogueStateTracker
+
+from bot.turnlog import summarise_last_turn
+
+turn_logger = logging.getLogger("som.turn")
+
+
+class TurnLoggingSQLTrackerStore(SQLTrackerStore):
+    async def save(self, tracker: DialogueStateTracker) -> None:
+        await super().save(tracker)
+        summary = summarise_last_turn(tracker.sender_id, (e.as_dict() for e in tracker.events))
+        if summary:
+            turn_logger.info(summary.log_line())

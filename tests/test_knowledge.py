@@ -1,0 +1,93 @@
+"""The knowledge base as shipped is valid and complete, and the checker catches each kind of mistake."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bot.knowledge import ANSWERED_INTENTS, MAX_MESSAGE_CHARS, ContentError, KnowledgeBase, LiveKnowledgeBase
+from bot.settings import CONTENT_DIR
+
+
+def test_every_answered_intent_has_exactly_one_main_entry(kb):
+    for intent in ANSWERED_INTENTS:
+        assert kb.main_entry(intent) is not None, intent
+
+
+def test_every_entry_is_sourced_dated_and_phone_sized(kb):
+    for entry in kb.entries.values():
+        assert entry.sources, entry.id
+        assert entry.reviewed.year >= 2026, entry.id
+        assert all(len(m) <= MAX_MESSAGE_CHARS for m in entry.messages), entry.id
+
+
+def test_country_table_covers_the_countries_people_name(kb):
+    required = {
+        "España", "Chile", "Argentina", "Estados Unidos", "Italia", "Japón", "Corea del Sur", "Canadá",
+        "Uruguay", "Ecuador", "Bolivia", "Colombia", "Venezuela", "Brasil", "Alemania", "Francia",
+        "Reino Unido", "México",
+    }  # fmt: skip
+    assert required <= set(kb.countries.by_name)
+    andean = {c.name for c in kb.countries if c.andean_community}
+    assert andean == {"Bolivia", "Colombia", "Ecuador"}
+
+
+def test_menu_offers_the_seven_audiences(kb):
+    assert [item.intent for item in kb.menu] == [
+        "work_abroad", "rights_abroad", "return_to_peru", "returned_migrant",
+        "family_abroad", "andean_worker", "foreigner_work_peru",
+    ]  # fmt: skip
+
+
+def test_unverified_contact_data_is_flagged_for_review(kb):
+    """The facts file attributes 0800-16872 to SUNAFIL: the SOM must re-check it."""
+    contact = kb.main_entry("contact_channels")
+    assert "0800-16872" in " ".join(contact.messages)
+    assert contact.verify and "0800" in contact.verify
+
+
+@pytest.fixture
+def content_copy(tmp_path) -> Path:
+    target = tmp_path / "content"
+    shutil.copytree(CONTENT_DIR, target)
+    return target
+
+
+def _edit_first_entry(content_dir: Path, file: str, change) -> str:
+    path = content_dir / file
+    data = yaml.safe_load(path.read_text())
+    entry = data["entries"][0]
+    change(entry)
+    path.write_text(yaml.safe_dump(data, allow_unicode=True))
+    return entry["id"]
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        (lambda e: e.pop("sources"), "missing sources"),
+        (lambda e: e.pop("reviewed"), "'reviewed' date"),
+        (lambda e: e.update(buttons=[{"title": "x", "goto": "no.such.entry"}]), "missing entry 'no.such.entry'"),
+        (lambda e: e.update(links=[{"title": "x", "url": "htp:/broken"}]), "malformed link"),
+        (lambda e: e.update(messages=["a" * (MAX_MESSAGE_CHARS + 1)]), f"{MAX_MESSAGE_CHARS + 1} characters"),
+    ],
+)
+def test_checker_names_file_entry_and_problem(content_copy, change, expected):
+    entry_id = _edit_first_entry(content_copy, "som.yml", change)
+    with pytest.raises(ContentError) as error:
+        KnowledgeBase.load(content_copy)
+    assert any(p.startswith(f"som.yml: {entry_id}") and expected in p for p in error.value.problems), error.value
+
+
+def test_content_edits_are_live_and_bad_edits_are_ignored(content_copy, monkeypatch):
+    monkeypatch.setattr(LiveKnowledgeBase, "CHECK_INTERVAL_SECONDS", 0.0)
+    live = LiveKnowledgeBase(content_copy)
+    entry_id = _edit_first_entry(content_copy, "som.yml", lambda e: e.update(messages=["Texto nuevo."]))
+    time.sleep(0.01)
+    assert live.current().entry(entry_id).messages == ("Texto nuevo.",)
+    _edit_first_entry(content_copy, "som.yml", lambda e: e.pop("sources"))
+    assert live.current().entry(entry_id).messages == ("Texto nuevo.",)

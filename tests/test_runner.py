@@ -1,0 +1,22 @@
+from bot.runner import effective_credentials, effective_endpoints
+from bot.settings import Settings
+
+
+def test_channels_needing_secrets_are_off_until_their_variables_are_set():
+    base = {
+        "channels.rest.RestChannel": None,
+        "channels.whatsapp.WhatsAppChannel": {"requires_env": ["TWILIO_AUTH_TOKEN", "PUBLIC_URL"]},
+    }
+    enabled, status = effective_credentials(base, Settings.from_env({"PUBLIC_URL": "https://x.pe"}))
+    assert list(enabled) == ["channels.rest.RestChannel"]
+    assert status == ["RestChannel=on", "WhatsAppChannel=off (missing TWILIO_AUTH_TOKEN)"]
+    enabled, _ = effective_credentials(base, Settings.from_env({"PUBLIC_URL": "https://x.pe", "TWILIO_AUTH_TOKEN": "t"}))
+    assert "channels.whatsapp.WhatsAppChannel" in enabled
+    assert "requires_env" not in (enabled["channels.whatsapp.WhatsAppChannel"] or {})
+
+
+def test_endpoints_follow_the_ports_and_var_dir_of_the_run(tmp_path):
+    settings = Settings.from_env({"ACTION_PORT": "6123", "SOM_VAR_DIR": str(tmp_path)})
+    endpoints = effective_endpoints({"tracker_store": {"type": "x", "dialect": "sqlite", "db": "var/tracker.db"}}, settings)
+    assert endpoints["action_endpoint"]["url"] == "http://127.0.0.1:6123/webhook"
+    assert endpoints["tracker_store"]["db"] == str(tmp_path / "tracker.db")
