@@ -7,6 +7,7 @@ RASA_DATA := data/nlu data/stories data/rules
 export PYTHONPATH := $(CURDIR)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export SQLALCHEMY_SILENCE_UBER_WARNING := 1
+export RASA_TELEMETRY_ENABLED := false
 
 .PHONY: run test test-unit train shell eval content-check validate setup lock clean
 
@@ -24,6 +25,9 @@ train: setup
 
 shell: setup
 	@$(PY) -m bot shell
+
+eval: setup
+	$(PY) -m bot eval
 
 content-check: setup
 	$(PY) -m bot content-check

@@ -12,7 +12,7 @@ import uuid
 
 from bot import runner
 from bot.knowledge import ContentError, KnowledgeBase
-from bot.settings import Settings
+from bot.settings import PROJECT_ROOT, Settings
 
 
 def cmd_content_check(settings: Settings, args: argparse.Namespace) -> int:
@@ -40,6 +40,17 @@ def cmd_gen_countries(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_train(settings: Settings, args: argparse.Namespace) -> int:
     print(f"Modelo: {runner.train(settings, force=args.force)}")
+    return 0
+
+
+def cmd_eval(settings: Settings, args: argparse.Namespace) -> int:
+    reports = PROJECT_ROOT / "reports"
+    figures = runner.evaluate(settings, reports)
+    targets = {"intent_accuracy": 0.95, "intent_macro_f1": 0.93, "country_f1": 0.95}
+    print(f"\nEvaluación sobre el conjunto reservado (tests/nlu), informes en {reports}/:")
+    for name, value in figures.items():
+        verdict = "cumple" if value >= targets[name] else "NO cumple"
+        print(f"  {name:16} {value:.3f}  (meta ≥ {targets[name]:.2f}: {verdict})")
     return 0
 
 
@@ -113,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     train = commands.add_parser("train", help="entrena si cambiaron datos, dominio o config")
     train.add_argument("--force", action="store_true")
     train.set_defaults(func=cmd_train)
+    commands.add_parser("eval", help="mide la comprensión sobre tests/nlu").set_defaults(func=cmd_eval)
     commands.add_parser("run", help="inicia el servidor de acciones y el de Rasa").set_defaults(func=cmd_run)
     commands.add_parser("shell", help="conversa con el asistente en esta terminal").set_defaults(func=cmd_shell)
     args = parser.parse_args(argv)

@@ -10,6 +10,10 @@ from dataclasses import dataclass
 
 ANDEAN_MEMBERS_NOTE = "Bolivia, Colombia y Ecuador"
 _WORD = re.compile(r"[a-z0-9.]+")
+# Ordinary words that are close misspellings of a country or demonym: never read them as one.
+NOT_COUNTRIES = frozenset(
+    {"espanol", "ingles", "frances", "aleman", "portugues", "salvador", "paraguas", "bolivar", "ecuatorial", "colonia"}
+)
 
 
 def fold(text: str) -> str:
@@ -57,7 +61,7 @@ class CountryIndex:
         key = fold(value).strip(" .,;:!?¿¡")
         if key in self._by_alias:
             return self._by_alias[key]
-        if len(key) < self.MIN_FUZZY_LENGTH:
+        if len(key) < self.MIN_FUZZY_LENGTH or key in NOT_COUNTRIES:
             return None
         close = difflib.get_close_matches(key, self._by_alias, n=1, cutoff=self.FUZZY_CUTOFF)
         return self._by_alias[close[0]] if close else None

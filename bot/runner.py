@@ -6,6 +6,7 @@ same way. It drives Rasa through its command line only.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -125,13 +126,34 @@ def train(settings: Settings, force: bool = False) -> Path:
     ]  # fmt: skip
     if force:
         command.append("--force")
-    subprocess.run(command, cwd=PROJECT_ROOT, check=True, env=_child_env())
+    subprocess.run(command, cwd=PROJECT_ROOT, check=True, env=child_env())
     for old in sorted(MODELS_DIR.glob("*.tar.gz"), key=lambda p: p.stat().st_mtime)[:-MODELS_KEPT]:
         old.unlink()
     model = latest_model()
     if model is None:
         raise StartupError("training produced no model in models/")
     return model
+
+
+def evaluate(settings: Settings, reports_dir: Path) -> dict[str, float]:
+    """Run Rasa's NLU test on the held-out set; return the headline figures."""
+    model = train(settings)
+    subprocess.run(
+        [sys.executable, "-m", "rasa", "test", "nlu", "--nlu", "tests/nlu", "--model", str(model),
+         "--out", str(reports_dir)],
+        cwd=PROJECT_ROOT, check=True, env=child_env(),
+    )  # fmt: skip
+    return headline_figures(reports_dir)
+
+
+def headline_figures(reports_dir: Path) -> dict[str, float]:
+    intents = json.loads((reports_dir / "intent_report.json").read_text())
+    entities = json.loads((reports_dir / "RegexEntityExtractor_report.json").read_text())
+    return {
+        "intent_accuracy": intents["accuracy"],
+        "intent_macro_f1": intents["macro avg"]["f1-score"],
+        "country_f1": entities.get("country", {}).get("f1-score", 0.0),
+    }
 
 
 # --- serving ------------------------------------------------------------------------------
@@ -147,11 +169,12 @@ def port_in_use(port: int) -> bool:
     return False
 
 
-def _child_env() -> dict[str, str]:
+def child_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     env.setdefault("SQLALCHEMY_SILENCE_UBER_WARNING", "1")
+    env.setdefault("RASA_TELEMETRY_ENABLED", "false")
     return env
 
 
@@ -199,7 +222,7 @@ class Stack:
         output = self.log if self.log is not None else None
         self.processes.append(
             subprocess.Popen(
-                command, cwd=PROJECT_ROOT, env=_child_env(), stdout=output,
+                command, cwd=PROJECT_ROOT, env=child_env(), stdout=output,
                 stderr=subprocess.STDOUT if output else None, start_new_session=True,
             )  # fmt: skip
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from rasa.core.tracker_store import SQLTrackerStore
+from rasa.shared.core.events import UserUttered
 from rasa.shared.core.trackers import DialogueStateTracker
 
 from bot.turnlog import summarise_last_turn
@@ -15,6 +16,16 @@ turn_logger = logging.getLogger("som.turn")
 class TurnLoggingSQLTrackerStore(SQLTrackerStore):
     async def save(self, tracker: DialogueStateTracker) -> None:
         await super().save(tracker)
-        summary = summarise_last_turn(tracker.sender_id, (e.as_dict() for e in tracker.events))
+        summary = summarise_last_turn(tracker.sender_id, (e.as_dict() for e in _last_turn(tracker)))
         if summary:
             turn_logger.info(summary.log_line())
+
+
+def _last_turn(tracker: DialogueStateTracker) -> list:
+    """The events from the latest user message on, read from the end (trackers grow long)."""
+    turn = []
+    for event in reversed(tracker.events):
+        turn.append(event)
+        if isinstance(event, UserUttered):
+            return turn[::-1]
+    return []

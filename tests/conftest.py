@@ -37,18 +37,20 @@ def assistant(tmp_path_factory):
     )
     model = runner.train(settings)
     ARTIFACTS.mkdir(exist_ok=True)
-    with open(ARTIFACTS / "servers.log", "w") as log:
+    log_path = ARTIFACTS / "servers.log"
+    with open(log_path, "w") as log:
         stack = runner.Stack(settings, model, log=log).start()
-        yield Conversations(stack.rasa_url, settings)
+        yield Conversations(stack.rasa_url, settings, log_path)
         stack.stop()
 
 
 class Conversations:
     """Talks to the running assistant through the REST channel."""
 
-    def __init__(self, url: str, settings: Settings) -> None:
+    def __init__(self, url: str, settings: Settings, log_path: Path) -> None:
         self.url = url
         self.settings = settings
+        self.log_path = log_path
 
     def new(self) -> "Conversation":
         return Conversation(self.url, f"test-{uuid.uuid4()}")
