@@ -55,14 +55,15 @@ def cmd_eval(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _interrupt(signum, frame) -> None:
-    """Treat SIGTERM like Ctrl-C, so both children are stopped cleanly either way."""
+    """Ctrl-C and SIGTERM both stop the two servers cleanly (even when SIGINT was ignored)."""
     raise KeyboardInterrupt
 
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
     model = runner.latest_model() or runner.train(settings)
     stack = runner.Stack(settings, model)
-    signal.signal(signal.SIGTERM, _interrupt)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _interrupt)
     try:
         stack.start()
         print(

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import urllib.error
+import urllib.request
+
 import pytest
 
 from bot.privacy import hash_id
@@ -71,3 +75,29 @@ def test_turn_log_has_one_line_per_message_without_personal_data(assistant):
     assert "channel=rest" in lines[1] and "intent=social_security" in lines[1] and "actions=action_answer" in lines[1]
     assert "latency_ms=" in lines[1]
     assert "987654321" not in log and conversation.sender not in log
+
+
+@pytest.mark.parametrize(
+    "body, content_type",
+    [
+        (b"", "application/json"),
+        (b"not json", "application/json"),
+        (b"[1, 2]", "application/json"),
+        (b'{"message": "hola"}', "application/json"),
+        (b'{"sender": "", "message": "hola"}', "application/json"),
+        (b'{"sender": "a", "message": 42}', "application/json"),
+        (b'{"sender": "a", "message": "hola"', "application/json"),
+    ],
+)
+def test_malformed_rest_requests_get_a_clear_400(assistant, body, content_type):
+    request = urllib.request.Request(f"{assistant.url}/webhooks/rest/webhook", body, {"Content-Type": content_type})
+    with pytest.raises(urllib.error.HTTPError) as error:
+        urllib.request.urlopen(request, timeout=30)
+    assert error.value.code == 400
+    assert "error" in json.loads(error.value.read())
+
+
+@pytest.mark.parametrize("text", ["", "   ", "😀😀😀", "<script>alert(1)</script>"])
+def test_odd_but_valid_messages_get_a_sensible_reply(assistant, text):
+    messages = assistant.new().say(text)
+    assert messages and all(m.get("text") for m in messages)
