@@ -9,7 +9,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 export SQLALCHEMY_SILENCE_UBER_WARNING := 1
 export RASA_TELEMETRY_ENABLED := false
 
-.PHONY: run test test-unit train shell eval content-check validate setup lock clean
+.PHONY: run test test-unit train shell eval advisor content-check validate setup lock clean
 
 run: setup
 	@$(PY) -m bot run
@@ -28,6 +28,11 @@ shell: setup
 
 eval: setup
 	$(PY) -m bot eval
+
+# Create an advisor account: make advisor NAME=usuario
+advisor: setup
+	@test -n "$(NAME)" || { echo "Uso: make advisor NAME=usuario"; exit 1; }
+	@$(PY) -m bot advisors add "$(NAME)"
 
 content-check: setup
 	$(PY) -m bot content-check

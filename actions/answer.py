@@ -1,8 +1,9 @@
-"""The one action that answers every intent from the knowledge base (see `bot.dialogue`)."""
+"""The one action that answers every intent from the knowledge base (see `bot.dialogue`),
+and opens the hand-off to an advisor when the dialogue asks for one (see `bot.handoff_desk`)."""
 
 from __future__ import annotations
 
-from functools import lru_cache
+import logging
 from typing import Any
 
 from rasa_sdk import Action, Tracker
@@ -10,15 +11,11 @@ from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from bot.dialogue import Responder, Turn
-from bot.knowledge import LiveKnowledgeBase
-from bot.settings import Settings
+from bot.services import handoff_desk, knowledge_base
 
+logger = logging.getLogger(__name__)
 REMEMBERED_SLOTS = ("country", "topic", "shown_privacy", "pending_offer", "fallback_streak")
-
-
-@lru_cache(maxsize=1)
-def knowledge_base() -> LiveKnowledgeBase:
-    return LiveKnowledgeBase(Settings.from_env().content_dir)
+TRANSCRIPT_EVENTS = 60
 
 
 def turn_from_tracker(tracker: Tracker) -> Turn:
@@ -35,13 +32,54 @@ def turn_from_tracker(tracker: Tracker) -> Turn:
     )
 
 
+def transcript_of(tracker: Tracker) -> list[tuple[str, str]]:
+    """The current session's messages, oldest first, for the advisor."""
+    lines = []
+    for event in tracker.events_after_latest_restart()[-TRANSCRIPT_EVENTS:]:
+        if event.get("event") == "session_started":
+            lines = []
+        elif event.get("event") in ("user", "bot") and event.get("text"):
+            lines.append(("person" if event["event"] == "user" else "assistant", event["text"]))
+    return lines
+
+
+def profile_of(tracker: Tracker) -> dict[str, Any]:
+    """What the assistant learned, in the advisor's words."""
+    kb = knowledge_base().current()
+    topic = tracker.get_slot("topic")
+    audience = next((item.title for item in kb.menu if item.intent == topic), None)
+    return {
+        "audiencia": audience,
+        "país": tracker.get_slot("country"),
+        "tema": kb.title(topic) if topic else None,
+    }
+
+
 class ActionAnswer(Action):
     def name(self) -> str:
         return "action_answer"
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list[dict[str, Any]]:
         reply = Responder(knowledge_base().current()).respond(turn_from_tracker(tracker))
-        for message in reply.messages:
-            buttons = [{"title": title, "payload": payload} for title, payload in message.buttons]
-            dispatcher.utter_message(text=message.text, buttons=buttons or None)
+        messages = [(m.text, m.buttons) for m in reply.messages]
+        if reply.handoff:
+            messages += self._hand_off(tracker, reply.handoff)
+        for text, buttons in messages:
+            dispatcher.utter_message(text=text, buttons=[{"title": t, "payload": p} for t, p in buttons] or None)
         return [SlotSet(name, value) for name, value in reply.slots.items()]
+
+    @staticmethod
+    def _hand_off(tracker: Tracker, reason: str) -> list:
+        try:
+            _, next_steps = handoff_desk().request(
+                tracker.sender_id,
+                tracker.get_latest_input_channel() or "rest",
+                reason,
+                profile_of(tracker),
+                transcript_of(tracker),
+            )
+            return list(next_steps)
+        except Exception:  # the queue is down: never leave the person without a way to reach the SOM
+            logger.exception("could not open a hand-off")
+            fallback = knowledge_base().current().main_entry("human_handoff")
+            return [(text, ()) for text in fallback.messages]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import logging
 import signal
@@ -11,7 +12,9 @@ import urllib.request
 import uuid
 
 from bot import runner
+from bot.handoff import HandoffError
 from bot.knowledge import ContentError, KnowledgeBase
+from bot.services import handoff_desk
 from bot.settings import PROJECT_ROOT, Settings
 
 
@@ -51,6 +54,24 @@ def cmd_eval(settings: Settings, args: argparse.Namespace) -> int:
     for name, value in figures.items():
         verdict = "cumple" if value >= targets[name] else "NO cumple"
         print(f"  {name:16} {value:.3f}  (meta ≥ {targets[name]:.2f}: {verdict})")
+    return 0
+
+
+def cmd_advisors_add(settings: Settings, args: argparse.Namespace) -> int:
+    """Create an advisor account; the password is asked for, or read from standard input."""
+    if sys.stdin.isatty():
+        password = getpass.getpass("Contraseña (mínimo 10 caracteres): ")
+        if password != getpass.getpass("Repita la contraseña: "):
+            print("Las contraseñas no coinciden.", file=sys.stderr)
+            return 1
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    try:
+        handoff_desk().store.add_advisor(args.username, password, args.name)
+    except HandoffError as error:
+        print(f"No se creó la cuenta: {error}", file=sys.stderr)
+        return 1
+    print(f"Cuenta de asesor '{args.username}' creada.")
     return 0
 
 
@@ -127,6 +148,11 @@ def main(argv: list[str] | None = None) -> int:
     train.set_defaults(func=cmd_train)
     commands.add_parser("eval", help="mide la comprensión sobre tests/nlu").set_defaults(func=cmd_eval)
     commands.add_parser("run", help="inicia el servidor de acciones y el de Rasa").set_defaults(func=cmd_run)
+    advisors = commands.add_parser("advisors", help="cuentas de asesores").add_subparsers(dest="action", required=True)
+    add = advisors.add_parser("add", help="crea una cuenta de asesor")
+    add.add_argument("username")
+    add.add_argument("--name", help="nombre que verá la persona (por defecto, el usuario)")
+    add.set_defaults(func=cmd_advisors_add)
     commands.add_parser("shell", help="conversa con el asistente en esta terminal").set_defaults(func=cmd_shell)
     args = parser.parse_args(argv)
     try:

@@ -8,19 +8,28 @@ and composes entries.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.countries import Country
+from bot.countries import Country, fold
 from bot.knowledge import Entry, KnowledgeBase
 
 # Topics whose answer depends on the country the person names.
 COUNTRY_TOPICS = ("social_security", "work_abroad", "rights_abroad", "andean_worker", "foreigner_work_peru")
 # Topics offered when someone names a country without saying what they want to know.
 COUNTRY_FOLLOW_UPS = ("work_abroad", "rights_abroad", "social_security", "foreigner_work_peru")
-HANDOFF_OFFER = "handoff"
 FALLBACK_INTENT = "nlu_fallback"
 NOT_SUGGESTED = frozenset({FALLBACK_INTENT, "inform", "affirm", "deny", "greet", "goodbye", "thank", "out_of_scope"})
+# Hand-off reasons, kept in the `pending_offer` slot while an advisor is on offer.
+REQUESTED, NOT_UNDERSTOOD, SENSITIVE = "requested", "not_understood", "sensitive"
+# Signs of trafficking, retained documents or exploitation, in folded text: they earn a priority offer.
+SENSITIVE_SIGNS = re.compile(
+    r"(pasaporte|dni|documento|carne)s?\b.{0,40}(reten|quedar|quita|guard|no me (lo|los|la|las) (dan|devuelv))"
+    r"|(reten|quitaron|quedaron).{0,30}(pasaporte|dni|documento)"
+    r"|no me dejan (salir|irme)|encerrad|amenaz|trata de personas|explota|me obligan|me golpe|no puedo salir"
+)
+SENSITIVE_TOPICS = ("job_offer_check", "rights_abroad", "family_abroad")
 
 
 @dataclass(frozen=True)
@@ -45,6 +54,7 @@ class Turn:
 class Reply:
     messages: tuple[Message, ...]
     slots: dict[str, Any]
+    handoff: str | None = None  # the reason, when the person should now be handed to an advisor
 
 
 def payload(intent: str, **entities: str) -> str:
@@ -70,10 +80,14 @@ class Responder:
             messages = self._menu(self.kb.main_entry("show_menu"))
         elif intent == "out_of_scope":
             messages = self._menu(self.kb.main_entry("out_of_scope"))
-        elif intent == "affirm" and turn.slots.get("pending_offer") == HANDOFF_OFFER:
-            messages = self._render(self.kb.main_entry("human_handoff"))
+        elif intent == "human_handoff" or (intent == "affirm" and turn.slots.get("pending_offer")):
+            return Reply(messages=(), slots=slots, handoff=turn.slots.get("pending_offer") or REQUESTED)
         elif intent == "inform":
             messages = self._inform(turn, country, slots)
+        elif intent in SENSITIVE_TOPICS and SENSITIVE_SIGNS.search(fold(turn.text)):
+            slots["topic"], slots["pending_offer"] = intent, SENSITIVE
+            messages = self._render(self.kb.main_entry(intent)) + self._render(self.kb.entry("handoff.sensitive_offer"))
+            return Reply(messages=tuple(messages), slots=slots)
         elif intent in COUNTRY_TOPICS:
             slots["topic"] = intent
             messages = self._topic(intent, country or self._remembered_country(turn))
@@ -81,11 +95,11 @@ class Responder:
             entry = self.kb.main_entry(intent)
             if entry is None:
                 return self._fallback(turn)
-            if intent not in ("affirm", "deny", "thank", "goodbye", "bot_challenge", "human_handoff"):
+            if intent not in ("affirm", "deny", "thank", "goodbye", "bot_challenge"):
                 slots["topic"] = intent
             messages = self._render(entry)
         if any(payload("human_handoff") == p for m in messages for _, p in m.buttons):
-            slots["pending_offer"] = HANDOFF_OFFER
+            slots["pending_offer"] = REQUESTED
         return Reply(messages=tuple(messages), slots=slots)
 
     # --- conversation -------------------------------------------------------------------
@@ -112,7 +126,7 @@ class Responder:
             buttons += ((self.kb.title("show_menu"), payload("show_menu")),)
             return Reply((Message(entry.messages[0], buttons),), {"fallback_streak": float(streak)})
         messages = self._render(self.kb.entry("conversation.not_understood"), with_source=False)
-        return Reply(tuple(messages), {"fallback_streak": float(streak), "pending_offer": HANDOFF_OFFER})
+        return Reply(tuple(messages), {"fallback_streak": float(streak), "pending_offer": NOT_UNDERSTOOD})
 
     # --- topics -------------------------------------------------------------------------
 

@@ -46,7 +46,7 @@ INTENTS = (
 ANSWERED_INTENTS = tuple(intent for intent in INTENTS if intent != "inform")
 URL_PATTERN = re.compile(r"^https://[A-Za-z0-9.-]+\.[A-Za-z]{2,}(/[^\s]*)?$")
 SOURCE_PATTERN = re.compile(r"^(leaflet|facts:.+|https://\S+)$")
-SPECIAL_FILES = ("countries.yml", "intent_titles.yml", "menu.yml")
+SPECIAL_FILES = ("countries.yml", "intent_titles.yml", "menu.yml", "office_hours.yml", "canned_replies.yml")
 
 
 class ContentError(Exception):

@@ -126,7 +126,7 @@ def train(settings: Settings, force: bool = False) -> Path:
     ]  # fmt: skip
     if force:
         command.append("--force")
-    subprocess.run(command, cwd=PROJECT_ROOT, check=True, env=child_env())
+    subprocess.run(command, cwd=PROJECT_ROOT, check=True, env=child_env(settings))
     for old in sorted(MODELS_DIR.glob("*.tar.gz"), key=lambda p: p.stat().st_mtime)[:-MODELS_KEPT]:
         old.unlink()
     model = latest_model()
@@ -141,7 +141,7 @@ def evaluate(settings: Settings, reports_dir: Path) -> dict[str, float]:
     subprocess.run(
         [sys.executable, "-m", "rasa", "test", "nlu", "--nlu", "tests/nlu", "--model", str(model),
          "--out", str(reports_dir)],
-        cwd=PROJECT_ROOT, check=True, env=child_env(),
+        cwd=PROJECT_ROOT, check=True, env=child_env(settings),
     )  # fmt: skip
     return headline_figures(reports_dir)
 
@@ -169,8 +169,9 @@ def port_in_use(port: int) -> bool:
     return False
 
 
-def child_env() -> dict[str, str]:
-    env = dict(os.environ)
+def child_env(settings: Settings | None = None) -> dict[str, str]:
+    """The environment for Rasa processes: this run's settings plus the project on PYTHONPATH."""
+    env = dict(settings.env if settings else os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     env.setdefault("SQLALCHEMY_SILENCE_UBER_WARNING", "1")
@@ -222,7 +223,7 @@ class Stack:
         output = self.log if self.log is not None else None
         self.processes.append(
             subprocess.Popen(
-                command, cwd=PROJECT_ROOT, env=child_env(), stdout=output,
+                command, cwd=PROJECT_ROOT, env=child_env(self.settings), stdout=output,
                 stderr=subprocess.STDOUT if output else None, start_new_session=True,
             )  # fmt: skip
         )

@@ -14,6 +14,8 @@ from typing import Mapping
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CONTENT_DIR = PROJECT_ROOT / "data" / "content"
 TRAINING_DATA_DIRS = ("data/nlu", "data/stories", "data/rules")
+WHATSAPP_WEBHOOK_PATH = "/webhooks/whatsapp/webhook"
+TELEGRAM_WEBHOOK_PATH = "/webhooks/telegram/webhook"
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,15 @@ class Settings:
     redis_url: str = ""
     amqp_url: str = ""
     content_dir: Path = CONTENT_DIR
+    handoff_wait_minutes: float = 10.0
+    office_hours_file: Path = CONTENT_DIR / "office_hours.yml"
+    twilio_account_sid: str = ""
+    twilio_auth_token: str = field(default="", repr=False)
+    twilio_whatsapp_from: str = ""
+    twilio_api_base_url: str = "https://api.twilio.com"
+    telegram_bot_token: str = field(default="", repr=False)
+    telegram_webhook_secret: str = field(default="", repr=False)
+    telegram_api_base_url: str = "https://api.telegram.org"
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -44,6 +55,15 @@ class Settings:
             redis_url=env.get("REDIS_URL", ""),
             amqp_url=env.get("AMQP_URL", ""),
             content_dir=Path(env.get("SOM_CONTENT_DIR", CONTENT_DIR)),
+            handoff_wait_minutes=float(env.get("HANDOFF_WAIT_MINUTES", 10)),
+            office_hours_file=Path(env.get("SOM_OFFICE_HOURS_FILE", CONTENT_DIR / "office_hours.yml")),
+            twilio_account_sid=env.get("TWILIO_ACCOUNT_SID", ""),
+            twilio_auth_token=env.get("TWILIO_AUTH_TOKEN", ""),
+            twilio_whatsapp_from=env.get("TWILIO_WHATSAPP_FROM", ""),
+            twilio_api_base_url=(env.get("TWILIO_API_BASE_URL") or cls.twilio_api_base_url).rstrip("/"),
+            telegram_bot_token=env.get("TELEGRAM_BOT_TOKEN", ""),
+            telegram_webhook_secret=env.get("TELEGRAM_WEBHOOK_SECRET", ""),
+            telegram_api_base_url=(env.get("TELEGRAM_API_BASE_URL") or cls.telegram_api_base_url).rstrip("/"),
             env=env,
         )
 
@@ -54,6 +74,11 @@ class Settings:
     @property
     def sqlite_path(self) -> Path:
         return self.var_dir / "tracker.db"
+
+    @property
+    def handoff_database_url(self) -> str:
+        """Hand-offs live in PostgreSQL with DATABASE_URL, else in SQLite beside the trackers."""
+        return self.database_url or f"sqlite:///{self.var_dir / 'handoff.db'}"
 
     def missing(self, names: list[str]) -> list[str]:
         """The names among `names` that are unset or empty in this environment."""

@@ -14,6 +14,9 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
+from channels import outbound
+from channels.delivery import deliver
+
 MAX_SENDER_CHARS = 128
 
 
@@ -40,12 +43,22 @@ def parse_rest_request(request: Request) -> tuple[str, str] | str:
     return sender, text
 
 
+class RestSender:
+    """REST has no way to push a message: advisor replies are kept in the tracker only."""
+
+    reply_window = None
+
+    async def send(self, recipient_id: str, text: str, buttons=()) -> None:
+        return None
+
+
 class RestChannel(InputChannel):
     @classmethod
     def name(cls) -> str:
         return "rest"
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
+        outbound.register(self.name(), RestSender())
         webhook = Blueprint("rest_channel", __name__)
 
         @webhook.route("/", methods=["GET"])
@@ -60,8 +73,9 @@ class RestChannel(InputChannel):
                 return response.json({"error": parsed}, status=400)
             sender, text = parsed
             collector = WholeMessageCollector()
-            await on_new_message(
-                UserMessage(text, collector, sender, input_channel=self.name(), metadata={"received_at": received_at})
+            await deliver(
+                on_new_message,
+                UserMessage(text, collector, sender, input_channel=self.name(), metadata={"received_at": received_at}),
             )
             return response.json(collector.messages)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from rasa.core.tracker_store import SQLTrackerStore
-from rasa.shared.core.events import UserUttered
+from rasa.shared.core.events import ActionExecuted, UserUttered
 from rasa.shared.core.trackers import DialogueStateTracker
 
 from bot.turnlog import summarise_last_turn
@@ -22,7 +22,11 @@ class TurnLoggingSQLTrackerStore(SQLTrackerStore):
 
 
 def _last_turn(tracker: DialogueStateTracker) -> list:
-    """The events from the latest user message on, read from the end (trackers grow long)."""
+    """The events of the turn Rasa just processed, read from the end (trackers grow long).
+
+    Empty when the save is not a processed turn (e.g. an advisor's message was appended)."""
+    if not tracker.events or not isinstance(tracker.events[-1], ActionExecuted):
+        return []
     turn = []
     for event in reversed(tracker.events):
         turn.append(event)

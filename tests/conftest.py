@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import urllib.request
 import uuid
@@ -15,6 +16,13 @@ from bot.knowledge import KnowledgeBase
 from bot.settings import CONTENT_DIR, Settings
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
+HANDOFF_WAIT_SECONDS = 30
+ALWAYS_OPEN_HOURS = """
+timezone: America/Lima
+days: [lunes, martes, miércoles, jueves, viernes, sábado, domingo]
+opens: "00:00"
+closes: "23:59:59"
+"""
 
 
 def free_port() -> int:
@@ -29,11 +37,28 @@ def kb() -> KnowledgeBase:
 
 
 @pytest.fixture(scope="session")
-def assistant(tmp_path_factory):
+def assistant_env() -> dict[str, str]:
+    """Extra environment for the servers under test (channel fixtures add their stand-ins here)."""
+    return {}
+
+
+@pytest.fixture(scope="session")
+def assistant(tmp_path_factory, assistant_env):
     """Train once (Rasa reuses the model when nothing changed) and serve it on free ports."""
     var_dir = tmp_path_factory.mktemp("var")
+    always_open = var_dir / "office_hours.yml"
+    always_open.write_text(ALWAYS_OPEN_HOURS)
     settings = Settings.from_env(
-        {"SOM_VAR_DIR": str(var_dir), "RASA_PORT": str(free_port()), "ACTION_PORT": str(free_port())}
+        {
+            **os.environ,
+            "SOM_OFFICE_HOURS_FILE": str(always_open),
+            "HANDOFF_WAIT_MINUTES": str(HANDOFF_WAIT_SECONDS / 60),
+            "HANDOFF_SWEEP_SECONDS": "1",
+            **assistant_env,
+            "SOM_VAR_DIR": str(var_dir),
+            "RASA_PORT": str(free_port()),
+            "ACTION_PORT": str(free_port()),
+        }
     )
     model = runner.train(settings)
     ARTIFACTS.mkdir(exist_ok=True)

@@ -32,4 +32,4 @@ def test_second_failure_in_a_row_offers_an_advisor():
     messages, slots = run_action("fallback_twice.json")
     payloads = [b["payload"] for m in messages for b in m.get("buttons") or []]
     assert "/human_handoff" in payloads
-    assert slots == {"fallback_streak": 2.0, "pending_offer": "handoff"}
+    assert slots == {"fallback_streak": 2.0, "pending_offer": "not_understood"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.dialogue import HANDOFF_OFFER, Responder, Turn, payload
+from bot.dialogue import NOT_UNDERSTOOD, REQUESTED, SENSITIVE, Responder, Turn, payload
 
 
 @pytest.fixture
@@ -70,12 +70,32 @@ def test_country_typed_in_free_text_is_found_when_nlu_missed_it(responder):
 
 
 def test_job_offer_warns_gives_1818_and_offers_an_advisor(responder):
-    reply = responder.respond(Turn("job_offer_check"))
+    reply = responder.respond(Turn("job_offer_check", text="me ofrecen trabajo en japon, sera real?"))
     assert "1818" in text_of(reply)
     assert payload("human_handoff") in [p for _, p in buttons_of(reply)]
-    assert reply.slots["pending_offer"] == HANDOFF_OFFER
-    accepted = responder.respond(Turn("affirm", slots={"pending_offer": HANDOFF_OFFER}))
-    assert "asesor" in text_of(accepted).lower()
+    assert reply.slots["pending_offer"] == REQUESTED
+    accepted = responder.respond(Turn("affirm", slots={"pending_offer": REQUESTED}))
+    assert accepted.handoff == REQUESTED
+
+
+@pytest.mark.parametrize(
+    "intent, text",
+    [
+        ("job_offer_check", "la agencia se quedo con mi pasaporte y no me lo devuelven"),
+        ("rights_abroad", "mi empleador me retiene el dni y no me dejan salir de la casa"),
+        ("family_abroad", "creo que mi hija es victima de trata de personas en argentina"),
+    ],
+)
+def test_signs_of_trafficking_earn_a_priority_offer(responder, intent, text):
+    reply = responder.respond(Turn(intent, text=text))
+    assert "1818" in text_of(reply) and "prioridad" in text_of(reply)
+    assert reply.slots["pending_offer"] == SENSITIVE
+    accepted = responder.respond(Turn("human_handoff", slots={"pending_offer": SENSITIVE}))
+    assert accepted.handoff == SENSITIVE
+
+
+def test_asking_for_a_person_hands_off(responder):
+    assert responder.respond(Turn("human_handoff")).handoff == REQUESTED
 
 
 def test_fallback_asks_did_you_mean_with_human_titles_then_offers_an_advisor(responder, kb):
@@ -87,7 +107,8 @@ def test_fallback_asks_did_you_mean_with_human_titles_then_offers_an_advisor(res
         (kb.title("return_to_peru"), payload("return_to_peru")),
     ]
     second = responder.respond(Turn("nlu_fallback", ranking=ranking, slots={"fallback_streak": 1.0}))
-    assert second.slots["pending_offer"] == HANDOFF_OFFER
+    assert second.slots["pending_offer"] == NOT_UNDERSTOOD
+    assert responder.respond(Turn("affirm", slots=second.slots)).handoff == NOT_UNDERSTOOD
     assert payload("human_handoff") in [p for _, p in buttons_of(second)]
 
 

@@ -1,0 +1,426 @@
+"""Human advisor hand-off: the queue of conversations waiting for, or talking with, an advisor.
+
+One SQL database (SQLite under var/ by default, PostgreSQL when DATABASE_URL is set) shared by the
+action server, which opens hand-offs, and the Rasa server, which routes messages and serves the
+advisor console. States: waiting → active → closed (or cancelled by the person).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import secrets
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import sqlalchemy as sa
+from argon2 import PasswordHasher
+from argon2.exceptions import VerificationError
+from sqlalchemy.orm import declarative_base, sessionmaker
+
+Base = declarative_base()
+OPEN_STATES = ("waiting", "active")
+TOKEN_LIFETIME = dt.timedelta(hours=8)
+SUMMARY_TURNS = 6
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+class Advisor(Base):
+    __tablename__ = "advisors"
+    id = sa.Column(sa.Integer, primary_key=True)
+    username = sa.Column(sa.String(64), unique=True, nullable=False)
+    display_name = sa.Column(sa.String(128), nullable=False)
+    password_hash = sa.Column(sa.String(255), nullable=False)
+    created_at = sa.Column(sa.DateTime, default=utcnow, nullable=False)
+
+
+class Session(Base):
+    __tablename__ = "advisor_sessions"
+    token_hash = sa.Column(sa.String(64), primary_key=True)
+    advisor_id = sa.Column(sa.Integer, sa.ForeignKey("advisors.id"), nullable=False)
+    expires_at = sa.Column(sa.DateTime, nullable=False)
+
+
+class Handoff(Base):
+    __tablename__ = "handoffs"
+    id = sa.Column(sa.Integer, primary_key=True)
+    conversation_id = sa.Column(sa.String(255), nullable=False, index=True)
+    channel = sa.Column(sa.String(32), nullable=False)
+    reason = sa.Column(sa.String(32), nullable=False)  # requested | not_understood | sensitive
+    priority = sa.Column(sa.Integer, default=0, nullable=False)  # 1 = sensitive situation
+    profile = sa.Column(sa.Text, default="{}", nullable=False)  # what the assistant learned (JSON)
+    summary = sa.Column(sa.Text, default="", nullable=False)
+    state = sa.Column(sa.String(16), default="waiting", nullable=False, index=True)
+    mode = sa.Column(sa.String(16), default="live", nullable=False)  # live | message (leave a message)
+    message_left = sa.Column(sa.Boolean, default=False, nullable=False)
+    advisor_id = sa.Column(sa.Integer, sa.ForeignKey("advisors.id"), nullable=True)
+    rating = sa.Column(sa.Integer, nullable=True)
+    awaiting_rating = sa.Column(sa.Boolean, default=False, nullable=False)
+    created_at = sa.Column(sa.DateTime, default=utcnow, nullable=False)
+    claimed_at = sa.Column(sa.DateTime, nullable=True)
+    closed_at = sa.Column(sa.DateTime, nullable=True)
+    last_person_message_at = sa.Column(sa.DateTime, default=utcnow, nullable=False)
+
+
+class HandoffMessage(Base):
+    __tablename__ = "handoff_messages"
+    id = sa.Column(sa.Integer, primary_key=True)
+    handoff_id = sa.Column(sa.Integer, sa.ForeignKey("handoffs.id"), nullable=False, index=True)
+    author = sa.Column(sa.String(16), nullable=False)  # person | assistant | advisor | note | system
+    advisor_id = sa.Column(sa.Integer, sa.ForeignKey("advisors.id"), nullable=True)
+    text = sa.Column(sa.Text, nullable=False)
+    created_at = sa.Column(sa.DateTime, default=utcnow, nullable=False)
+
+
+class AuditEntry(Base):
+    __tablename__ = "advisor_audit"
+    id = sa.Column(sa.Integer, primary_key=True)
+    advisor_id = sa.Column(sa.Integer, sa.ForeignKey("advisors.id"), nullable=True)
+    action = sa.Column(sa.String(32), nullable=False)
+    handoff_id = sa.Column(sa.Integer, nullable=True)
+    detail = sa.Column(sa.Text, default="", nullable=False)
+    at = sa.Column(sa.DateTime, default=utcnow, nullable=False)
+
+
+class HandoffError(Exception):
+    """A request the store refuses; `status` is the HTTP status that fits."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class HandoffView:
+    """A hand-off record detached from the database session."""
+
+    id: int
+    conversation_id: str
+    channel: str
+    reason: str
+    priority: int
+    profile: dict[str, Any]
+    summary: str
+    state: str
+    mode: str
+    message_left: bool
+    advisor_id: int | None
+    advisor: str | None
+    rating: int | None
+    awaiting_rating: bool
+    created_at: dt.datetime
+    claimed_at: dt.datetime | None
+    closed_at: dt.datetime | None
+    last_person_message_at: dt.datetime
+
+    def as_json(self) -> dict[str, Any]:
+        data = {k: v for k, v in self.__dict__.items()}
+        for key in ("created_at", "claimed_at", "closed_at", "last_person_message_at"):
+            data[key] = data[key].isoformat() + "Z" if data[key] else None
+        return data
+
+
+@dataclass(frozen=True)
+class TranscriptLine:
+    author: str
+    text: str
+    at: dt.datetime
+    advisor: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"author": self.author, "text": self.text, "at": self.at.isoformat() + "Z", "advisor": self.advisor}
+
+
+def _engine_for(database_url: str) -> sa.engine.Engine:
+    if database_url.startswith("sqlite"):
+        engine = sa.create_engine(database_url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @sa.event.listens_for(engine, "connect")
+        def _sqlite_pragmas(connection, _record) -> None:
+            cursor = connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        return engine
+    return sa.create_engine(database_url, pool_pre_ping=True)
+
+
+class HandoffStore:
+    def __init__(self, database_url: str) -> None:
+        self.engine = _engine_for(database_url)
+        Base.metadata.create_all(self.engine)
+        self._sessions = sessionmaker(bind=self.engine, expire_on_commit=False)
+        self._hasher = PasswordHasher()
+
+    @contextmanager
+    def _session(self) -> Iterator[Any]:
+        session = self._sessions()
+        try:
+            yield session
+            session.commit()
+        except Exception:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    # --- advisors -----------------------------------------------------------------------
+
+    def add_advisor(self, username: str, password: str, display_name: str | None = None) -> None:
+        if len(password) < 10:
+            raise HandoffError(400, "password must have at least 10 characters")
+        with self._session() as s:
+            if s.query(Advisor).filter_by(username=username).first():
+                raise HandoffError(409, f"advisor '{username}' already exists")
+            s.add(Advisor(username=username, display_name=display_name or username, password_hash=self._hasher.hash(password)))
+
+    def login(self, username: str, password: str) -> str | None:
+        """A new session token for valid credentials, else None."""
+        with self._session() as s:
+            advisor = s.query(Advisor).filter_by(username=username).first()
+            if advisor is None:
+                self._hasher.hash(password)  # same cost whether or not the user exists
+                return None
+            try:
+                self._hasher.verify(advisor.password_hash, password)
+            except VerificationError:
+                return None
+            token = secrets.token_urlsafe(32)
+            s.add(Session(token_hash=_digest(token), advisor_id=advisor.id, expires_at=utcnow() + TOKEN_LIFETIME))
+            s.query(Session).filter(Session.expires_at < utcnow()).delete()
+            return token
+
+    def advisor_for_token(self, token: str) -> tuple[int, str] | None:
+        with self._session() as s:
+            row = (
+                s.query(Advisor.id, Advisor.display_name)
+                .join(Session, Session.advisor_id == Advisor.id)
+                .filter(Session.token_hash == _digest(token), Session.expires_at > utcnow())
+                .first()
+            )
+            return (row[0], row[1]) if row else None
+
+    def audit(self, advisor_id: int | None, action: str, handoff_id: int | None = None, detail: str = "") -> None:
+        with self._session() as s:
+            s.add(AuditEntry(advisor_id=advisor_id, action=action, handoff_id=handoff_id, detail=detail))
+
+    def audit_log(self) -> list[tuple[int | None, str, int | None]]:
+        with self._session() as s:
+            return [(a.advisor_id, a.action, a.handoff_id) for a in s.query(AuditEntry).order_by(AuditEntry.id)]
+
+    # --- hand-offs ----------------------------------------------------------------------
+
+    def open(
+        self,
+        conversation_id: str,
+        channel: str,
+        reason: str,
+        priority: int,
+        profile: dict[str, Any],
+        transcript: list[tuple[str, str]],
+        mode: str = "live",
+    ) -> HandoffView:
+        """Open a hand-off, or return the one already open for this conversation."""
+        with self._session() as s:
+            current = self._open_record(s, conversation_id)
+            if current is not None:
+                return self._view(s, current)
+            record = Handoff(
+                conversation_id=conversation_id,
+                channel=channel,
+                reason=reason,
+                priority=priority,
+                profile=json.dumps(profile, ensure_ascii=False),
+                summary=" / ".join(f"{who}: {text[:80]}" for who, text in transcript[-SUMMARY_TURNS:]),
+                mode=mode,
+            )
+            s.add(record)
+            s.flush()
+            for author, text in transcript:
+                s.add(HandoffMessage(handoff_id=record.id, author=author, text=text))
+            return self._view(s, record)
+
+    def open_for(self, conversation_id: str) -> HandoffView | None:
+        """The hand-off that intercepts this conversation's messages, if any."""
+        with self._session() as s:
+            record = self._open_record(s, conversation_id)
+            return self._view(s, record) if record else None
+
+    def offered_message_before(self, conversation_id: str) -> bool:
+        """Whether this conversation already had a leave-a-message hand-off."""
+        with self._session() as s:
+            return s.query(Handoff.id).filter_by(conversation_id=conversation_id, mode="message").first() is not None
+
+    def awaiting_rating(self, conversation_id: str) -> HandoffView | None:
+        with self._session() as s:
+            record = (
+                s.query(Handoff)
+                .filter_by(conversation_id=conversation_id, awaiting_rating=True)
+                .order_by(Handoff.id.desc())
+                .first()
+            )
+            return self._view(s, record) if record else None
+
+    def get(self, handoff_id: int) -> HandoffView:
+        with self._session() as s:
+            return self._view(s, self._record(s, handoff_id))
+
+    def queue(self, state: str) -> list[HandoffView]:
+        """Hand-offs in `state`: left messages and sensitive cases first, then the oldest."""
+        with self._session() as s:
+            query = s.query(Handoff).filter_by(state=state)
+            if state == "closed":
+                query = query.order_by(Handoff.closed_at.desc()).limit(200)
+            else:
+                query = query.order_by(Handoff.priority.desc(), Handoff.created_at, Handoff.id)
+            return [self._view(s, r) for r in query]
+
+    def position(self, handoff_id: int) -> int:
+        """1-based place in the waiting queue."""
+        waiting = [h.id for h in self.queue("waiting")]
+        return waiting.index(handoff_id) + 1 if handoff_id in waiting else 0
+
+    def transcript(self, handoff_id: int) -> list[TranscriptLine]:
+        with self._session() as s:
+            rows = (
+                s.query(HandoffMessage, Advisor.display_name)
+                .outerjoin(Advisor, Advisor.id == HandoffMessage.advisor_id)
+                .filter(HandoffMessage.handoff_id == handoff_id)
+                .order_by(HandoffMessage.id)
+            )
+            return [TranscriptLine(m.author, m.text, m.created_at, name) for m, name in rows]
+
+    def add_message(self, handoff_id: int, author: str, text: str, advisor_id: int | None = None) -> None:
+        with self._session() as s:
+            record = self._record(s, handoff_id)
+            s.add(HandoffMessage(handoff_id=handoff_id, author=author, text=text, advisor_id=advisor_id))
+            if author == "person":
+                record.last_person_message_at = utcnow()
+
+    def claim(self, handoff_id: int, advisor_id: int) -> HandoffView:
+        """Take a waiting hand-off; of two advisors claiming at once, exactly one wins."""
+        with self._session() as s:
+            self._record(s, handoff_id)
+            won = (
+                s.query(Handoff)
+                .filter(Handoff.id == handoff_id, Handoff.state == "waiting")
+                .update({"state": "active", "advisor_id": advisor_id, "claimed_at": utcnow()}, synchronize_session=False)
+            )
+            if not won:
+                raise HandoffError(409, "this conversation is no longer waiting")
+        return self.get(handoff_id)
+
+    def require_owner(self, handoff_id: int, advisor_id: int) -> HandoffView:
+        view = self.get(handoff_id)
+        if view.state != "active":
+            raise HandoffError(409, f"this conversation is {view.state}")
+        if view.advisor_id != advisor_id:
+            raise HandoffError(403, "another advisor is attending this conversation")
+        return view
+
+    def close(self, handoff_id: int, advisor_id: int) -> HandoffView:
+        self.require_owner(handoff_id, advisor_id)
+        with self._session() as s:
+            record = self._record(s, handoff_id)
+            record.state, record.closed_at, record.awaiting_rating = "closed", utcnow(), True
+        return self.get(handoff_id)
+
+    def cancel(self, handoff_id: int) -> None:
+        with self._session() as s:
+            record = self._record(s, handoff_id)
+            record.state, record.closed_at = "cancelled", utcnow()
+
+    def switch_to_message_mode(self, handoff_id: int) -> bool:
+        """Nobody could attend live: the person may leave a message, which stays in the queue.
+
+        True for the one caller that made the switch (several servers may sweep at once)."""
+        with self._session() as s:
+            return bool(
+                s.query(Handoff)
+                .filter(Handoff.id == handoff_id, Handoff.mode == "live", Handoff.state == "waiting")
+                .update({"mode": "message"}, synchronize_session=False)
+            )
+
+    def mark_message_left(self, handoff_id: int) -> None:
+        with self._session() as s:
+            record = self._record(s, handoff_id)
+            record.message_left, record.priority = True, max(record.priority, 1)
+
+    def unclaimed_since(self, cutoff: dt.datetime) -> list[HandoffView]:
+        """Live hand-offs still waiting since before `cutoff`."""
+        with self._session() as s:
+            query = s.query(Handoff).filter(
+                Handoff.state == "waiting", Handoff.mode == "live", Handoff.created_at < cutoff
+            )
+            return [self._view(s, r) for r in query]
+
+    def rate(self, handoff_id: int, rating: int) -> None:
+        with self._session() as s:
+            record = self._record(s, handoff_id)
+            record.rating, record.awaiting_rating = rating, False
+
+    def stop_awaiting_rating(self, handoff_id: int) -> None:
+        with self._session() as s:
+            self._record(s, handoff_id).awaiting_rating = False
+
+    def purge_older_than(self, cutoff: dt.datetime) -> int:
+        """Delete closed or cancelled hand-offs (and their messages) last touched before `cutoff`."""
+        with self._session() as s:
+            ids = [
+                i for (i,) in s.query(Handoff.id).filter(Handoff.state.in_(("closed", "cancelled")), Handoff.created_at < cutoff)
+            ]
+            s.query(HandoffMessage).filter(HandoffMessage.handoff_id.in_(ids)).delete(synchronize_session=False)
+            s.query(Handoff).filter(Handoff.id.in_(ids)).delete(synchronize_session=False)
+            return len(ids)
+
+    # --- helpers ------------------------------------------------------------------------
+
+    @staticmethod
+    def _open_record(s, conversation_id: str) -> Handoff | None:
+        return (
+            s.query(Handoff)
+            .filter(Handoff.conversation_id == conversation_id, Handoff.state.in_(OPEN_STATES), Handoff.message_left.is_(False))
+            .order_by(Handoff.id.desc())
+            .first()
+        )
+
+    @staticmethod
+    def _record(s, handoff_id: int) -> Handoff:
+        record = s.get(Handoff, handoff_id)
+        if record is None:
+            raise HandoffError(404, "no such hand-off")
+        return record
+
+    @staticmethod
+    def _view(s, record: Handoff) -> HandoffView:
+        advisor = s.get(Advisor, record.advisor_id).display_name if record.advisor_id else None
+        return HandoffView(
+            id=record.id,
+            conversation_id=record.conversation_id,
+            channel=record.channel,
+            reason=record.reason,
+            priority=record.priority,
+            profile=json.loads(record.profile or "{}"),
+            summary=record.summary,
+            state=record.state,
+            mode=record.mode,
+            message_left=record.message_left,
+            advisor_id=record.advisor_id,
+            advisor=advisor,
+            rating=record.rating,
+            awaiting_rating=record.awaiting_rating,
+            created_at=record.created_at,
+            claimed_at=record.claimed_at,
+            closed_at=record.closed_at,
+            last_person_message_at=record.last_person_message_at,
+        )
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()

@@ -1,0 +1,33 @@
+"""The long-lived objects one process shares: built once, on first use, from the environment."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from bot.handoff import HandoffStore
+from bot.handoff_desk import HandoffDesk
+from bot.knowledge import LiveKnowledgeBase
+from bot.office_hours import OfficeHours
+from bot.settings import Settings
+
+
+@lru_cache(maxsize=1)
+def settings() -> Settings:
+    return Settings.from_env()
+
+
+@lru_cache(maxsize=1)
+def knowledge_base() -> LiveKnowledgeBase:
+    return LiveKnowledgeBase(settings().content_dir)
+
+
+@lru_cache(maxsize=1)
+def handoff_desk() -> HandoffDesk:
+    current = settings()
+    current.var_dir.mkdir(parents=True, exist_ok=True)
+    return HandoffDesk(
+        HandoffStore(current.handoff_database_url),
+        knowledge_base(),
+        OfficeHours.load(current.office_hours_file),
+        current.handoff_wait_minutes,
+    )

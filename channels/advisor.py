@@ -1,0 +1,226 @@
+"""The advisor console at /advisor/: a static page and the JSON API it (and other tools) use.
+
+Logic lives in `bot.handoff_desk`; this module only speaks HTTP, delivers advisor messages through
+the conversation's channel sender, records them in the Rasa tracker, and runs the sweep that tells
+people when nobody claimed their hand-off in time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+import yaml
+from rasa.core.channels.channel import InputChannel, UserMessage
+from rasa.shared.core.events import BotUttered
+from sanic import Blueprint, response
+from sanic.request import Request
+from sanic.response import HTTPResponse
+
+from bot.handoff import HandoffError, HandoffView
+from bot.handoff_desk import Message, is_within_reply_window
+from bot.ratelimit import RateLimiter
+from bot.services import handoff_desk, settings
+from channels import outbound
+
+logger = logging.getLogger(__name__)
+STATIC_DIR = Path(__file__).parent / "static" / "advisor"
+STATES = ("waiting", "active", "closed")
+MAX_TEXT = 4000
+SWEEP_SECONDS = 15.0
+login_attempts = RateLimiter(limit=5, window_seconds=300)
+
+
+def _error(status: int, message: str) -> HTTPResponse:
+    return response.json({"error": message}, status=status)
+
+
+def _body_text(request: Request) -> str | HTTPResponse:
+    try:
+        body = request.json
+    except Exception:
+        return _error(400, "the body must be JSON")
+    text = body.get("text") if isinstance(body, dict) else None
+    if not isinstance(text, str) or not text.strip():
+        return _error(400, "'text' must be a non-empty string")
+    if len(text) > MAX_TEXT:
+        return _error(413, f"'text' is longer than {MAX_TEXT} characters")
+    return text.strip()
+
+
+async def deliver_to_person(request_app: Any, view: HandoffView, messages: tuple[Message, ...], author: str) -> None:
+    """Send messages through the conversation's own channel and keep them in its Rasa tracker."""
+    sender = outbound.sender_for(view.channel)
+    for text, buttons in messages:
+        if sender is not None:
+            await sender.send(view.conversation_id, text, buttons)
+    agent = request_app.ctx.agent
+    async with agent.lock_store.lock(view.conversation_id):
+        tracker = await agent.tracker_store.get_or_create_tracker(view.conversation_id)
+        for text, buttons in messages:
+            data = {"buttons": [{"title": t, "payload": p} for t, p in buttons]} if buttons else {}
+            tracker.update(BotUttered(text, data, metadata={"author": author}))
+        await agent.tracker_store.save(tracker)
+
+
+class AdvisorConsole(InputChannel):
+    """Not a chat channel: Rasa mounts it so the console runs inside the Rasa server."""
+
+    @classmethod
+    def name(cls) -> str:
+        return "advisor"
+
+    def url_prefix(self) -> str:
+        return "/advisor"
+
+    def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
+        console = Blueprint("advisor_console", __name__)
+        desk = handoff_desk()
+
+        async def run(function, *args):
+            """The store is synchronous SQL: keep it off the event loop."""
+            return await asyncio.to_thread(function, *args)
+
+        def authenticated(handler):
+            async def wrapper(request: Request, *args, **kwargs) -> HTTPResponse:
+                header = request.headers.get("authorization", "")
+                token = header[7:].strip() if header.lower().startswith("bearer ") else ""
+                advisor = await run(desk.store.advisor_for_token, token) if token else None
+                if advisor is None:
+                    return _error(401, "log in first (missing, invalid or expired token)")
+                try:
+                    return await handler(request, advisor, *args, **kwargs)
+                except HandoffError as error:
+                    return _error(error.status, str(error))
+
+            wrapper.__name__ = handler.__name__
+            return wrapper
+
+        @console.route("/", methods=["GET"])
+        async def page(request: Request) -> HTTPResponse:
+            return await response.file(STATIC_DIR / "index.html", headers=_page_headers())
+
+        @console.route("/static/<name:str>", methods=["GET"])
+        async def static(request: Request, name: str) -> HTTPResponse:
+            path = (STATIC_DIR / name).resolve()
+            if path.parent != STATIC_DIR.resolve() or not path.is_file():
+                return _error(404, "not found")
+            return await response.file(path, headers=_page_headers())
+
+        @console.route("/api/login", methods=["POST"])
+        async def login(request: Request) -> HTTPResponse:
+            try:
+                body = request.json
+            except Exception:
+                return _error(400, "the body must be JSON")
+            if not isinstance(body, dict) or not all(isinstance(body.get(k), str) for k in ("username", "password")):
+                return _error(400, "'username' and 'password' are required")
+            key = f"{request.remote_addr or request.ip}:{body['username']}"
+            if not login_attempts.allow(key):
+                await run(desk.store.audit, None, "login_throttled", None, body["username"][:64])
+                return _error(429, "too many attempts: wait a few minutes")
+            token = await run(desk.store.login, body["username"], body["password"])
+            if token is None:
+                await run(desk.store.audit, None, "login_failed", None, body["username"][:64])
+                return _error(401, "wrong username or password")
+            advisor_id, name = await run(desk.store.advisor_for_token, token)
+            await run(desk.store.audit, advisor_id, "login")
+            return response.json({"token": token, "advisor": name})
+
+        @console.route("/api/handoffs", methods=["GET"])
+        @authenticated
+        async def queue(request: Request, advisor) -> HTTPResponse:
+            state = request.args.get("status", "waiting")
+            if state not in STATES:
+                return _error(400, f"status must be one of {', '.join(STATES)}")
+            views = await run(desk.store.queue, state)
+            return response.json({"handoffs": [v.as_json() for v in views]})
+
+        @console.route("/api/handoffs/<handoff_id:int>", methods=["GET"])
+        @authenticated
+        async def detail(request: Request, advisor, handoff_id: int) -> HTTPResponse:
+            view = await run(desk.store.get, handoff_id)
+            transcript = await run(desk.store.transcript, handoff_id)
+            return response.json({"handoff": view.as_json(), "transcript": [line.as_json() for line in transcript]})
+
+        @console.route("/api/handoffs/<handoff_id:int>/claim", methods=["POST"])
+        @authenticated
+        async def claim(request: Request, advisor, handoff_id: int) -> HTTPResponse:
+            view, greeting = await run(desk.claim, handoff_id, advisor[0], advisor[1])
+            await deliver_to_person(request.app, view, greeting, author=f"advisor:{advisor[1]}")
+            return response.json({"handoff": view.as_json()})
+
+        @console.route("/api/handoffs/<handoff_id:int>/messages", methods=["POST"])
+        @authenticated
+        async def reply(request: Request, advisor, handoff_id: int) -> HTTPResponse:
+            text = _body_text(request)
+            if isinstance(text, HTTPResponse):
+                return text
+            view = await run(desk.store.require_owner, handoff_id, advisor[0])
+            sender = outbound.sender_for(view.channel)
+            window = getattr(sender, "reply_window", None)
+            if window is not None and not is_within_reply_window(view, window):
+                return _error(
+                    409,
+                    "WhatsApp only accepts free text within 24 hours of the person's last message: "
+                    "contact the person by phone or e-mail instead",
+                )
+            view = await run(desk.reply, handoff_id, advisor[0], text)
+            await deliver_to_person(request.app, view, ((text, ()),), author=f"advisor:{advisor[1]}")
+            return response.json({"ok": True}, status=201)
+
+        @console.route("/api/handoffs/<handoff_id:int>/notes", methods=["POST"])
+        @authenticated
+        async def note(request: Request, advisor, handoff_id: int) -> HTTPResponse:
+            text = _body_text(request)
+            if isinstance(text, HTTPResponse):
+                return text
+            await run(desk.note, handoff_id, advisor[0], text)
+            return response.json({"ok": True}, status=201)
+
+        @console.route("/api/handoffs/<handoff_id:int>/close", methods=["POST"])
+        @authenticated
+        async def close(request: Request, advisor, handoff_id: int) -> HTTPResponse:
+            view, farewell = await run(desk.close, handoff_id, advisor[0])
+            await deliver_to_person(request.app, view, farewell, author="assistant")
+            return response.json({"handoff": view.as_json()})
+
+        @console.route("/api/canned", methods=["GET"])
+        @authenticated
+        async def canned(request: Request, advisor) -> HTTPResponse:
+            path = settings().content_dir / "canned_replies.yml"
+            replies = yaml.safe_load(path.read_text(encoding="utf-8")).get("canned") or []
+            return response.json({"canned": replies})
+
+        @console.listener("after_server_start")
+        async def start_sweep(app, loop) -> None:
+            app.ctx.handoff_sweep = asyncio.create_task(_sweep_forever(app))
+
+        @console.listener("before_server_stop")
+        async def stop_sweep(app, loop) -> None:
+            app.ctx.handoff_sweep.cancel()
+
+        return console
+
+
+async def _sweep_forever(app: Any) -> None:
+    """Tell people whose hand-off nobody claimed in time, and let them leave a message instead."""
+    desk = handoff_desk()
+    interval = float(settings().env.get("HANDOFF_SWEEP_SECONDS", SWEEP_SECONDS))
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            for view, messages in await asyncio.to_thread(desk.expire_unclaimed):
+                await deliver_to_person(app, view, messages, author="assistant")
+        except Exception:
+            logger.exception("hand-off sweep failed; retrying at the next interval")
+
+
+def _page_headers() -> dict[str, str]:
+    return {
+        "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; object-src 'none'; frame-ancestors 'none'",
+        "X-Content-Type-Options": "nosniff",
+        "Cache-Control": "no-store",
+    }

@@ -1,0 +1,164 @@
+// Advisor console. Every text that comes from a conversation is set with textContent, never
+// innerHTML, so a message holding HTML or script is shown as plain text.
+"use strict";
+
+const api = "/advisor/api";
+const POLL_MS = 3000;
+const state = { token: sessionStorage.getItem("som-token"), status: "waiting", openId: null, seenWaiting: null, seenLines: 0 };
+const $ = (id) => document.getElementById(id);
+const REASONS = { requested: "Pidió un asesor", not_understood: "El asistente no entendió", sensitive: "Situación sensible" };
+const AUTHORS = { person: "Persona", assistant: "Asistente", advisor: "Asesor", note: "Nota interna", system: "Sistema" };
+
+function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(props)) {
+    if (key === "class") node.className = value;
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else node.setAttribute(key, value);
+  }
+  for (const child of children) node.append(child instanceof Node ? child : document.createTextNode(String(child ?? "")));
+  return node;
+}
+
+async function call(path, options = {}) {
+  const headers = { "Content-Type": "application/json" };
+  if (state.token) headers.Authorization = `Bearer ${state.token}`;
+  const res = await fetch(api + path, { ...options, headers });
+  if (res.status === 401 && path !== "/login") { logout(); throw new Error("Su sesión terminó: ingrese de nuevo."); }
+  const body = await res.json().catch(() => ({}));
+  if (!res.ok) throw new Error(body.error || `Error ${res.status}`);
+  return body;
+}
+
+function notify(text) {
+  $("notice").textContent = text;
+  document.title = "(●) Consola de asesores · SOM";
+  try {
+    const ctx = new AudioContext();
+    const tone = ctx.createOscillator();
+    tone.frequency.value = 880;
+    tone.connect(ctx.destination);
+    tone.start();
+    tone.stop(ctx.currentTime + 0.2);
+  } catch (_) { /* audio may be blocked until the advisor interacts with the page */ }
+}
+
+function clearNotice() { $("notice").textContent = ""; document.title = "Consola de asesores · SOM"; }
+
+function logout() {
+  state.token = null;
+  sessionStorage.removeItem("som-token");
+  $("desk").hidden = true; $("login").hidden = false; $("who").hidden = true;
+}
+
+$("login").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  $("login-error").textContent = "";
+  try {
+    const body = await call("/login", { method: "POST", body: JSON.stringify({ username: $("username").value, password: $("password").value }) });
+    state.token = body.token;
+    sessionStorage.setItem("som-token", body.token);
+    sessionStorage.setItem("som-advisor", body.advisor);
+    start();
+  } catch (error) { $("login-error").textContent = error.message; }
+});
+
+document.querySelectorAll(".tabs button").forEach((tab) => tab.addEventListener("click", () => {
+  state.status = tab.dataset.status;
+  document.querySelectorAll(".tabs button").forEach((t) => t.setAttribute("aria-selected", String(t === tab)));
+  refreshQueue();
+}));
+
+document.addEventListener("click", clearNotice);
+
+function when(iso) { return iso ? new Date(iso).toLocaleString("es-PE", { dateStyle: "short", timeStyle: "short" }) : "—"; }
+
+async function refreshQueue() {
+  const waiting = (await call("/handoffs?status=waiting")).handoffs;
+  $("count-waiting").textContent = waiting.length ? `(${waiting.length})` : "";
+  const ids = waiting.map((h) => h.id);
+  if (state.seenWaiting && ids.some((id) => !state.seenWaiting.includes(id))) notify("Nueva conversación en espera");
+  state.seenWaiting = ids;
+  const items = state.status === "waiting" ? waiting : (await call(`/handoffs?status=${state.status}`)).handoffs;
+  $("queue").replaceChildren(...items.map((h) => el("li", {
+    class: h.priority ? "priority" : "", tabindex: "0", "aria-current": String(h.id === state.openId),
+    onclick: () => openHandoff(h.id), onkeydown: (e) => { if (e.key === "Enter") openHandoff(h.id); },
+  }, el("strong", {}, `#${h.id} · ${REASONS[h.reason] || h.reason}`), el("div", { class: "meta" },
+    `${h.channel} · ${when(h.created_at)}${h.message_left ? " · dejó un mensaje" : ""}${h.advisor ? ` · ${h.advisor}` : ""}`),
+  el("div", { class: "meta" }, h.summary))));
+  if (!items.length) $("queue").replaceChildren(el("li", { class: "meta" }, "No hay conversaciones."));
+}
+
+async function openHandoff(id) {
+  state.openId = id; state.seenLines = 0;
+  await renderDetail(true);
+  refreshQueue();
+}
+
+async function renderDetail(focus = false) {
+  if (state.openId === null) return;
+  const { handoff: h, transcript } = await call(`/handoffs/${state.openId}`);
+  const signature = `${h.id}:${h.state}:${transcript.length}`;
+  if (!focus && signature === state.signature) return;  // keep what the advisor is typing
+  state.signature = signature;
+  if (!focus && transcript.length > state.seenLines && transcript.at(-1).author === "person") notify("Nuevo mensaje de la persona");
+  const mine = h.state === "active" && h.advisor === sessionStorage.getItem("som-advisor");
+  const profile = Object.entries(h.profile).filter(([, v]) => v).map(([k, v]) => el("span", {}, el("strong", {}, `${k}: `), v));
+  const log = el("ol", { class: "transcript", "aria-label": "Conversación" }, ...transcript.map((line) =>
+    el("li", { class: line.author }, el("div", { class: "meta" }, `${AUTHORS[line.author] || line.author}${line.advisor ? ` (${line.advisor})` : ""} · ${when(line.at)}`), line.text)));
+  const parts = [
+    el("h2", { tabindex: "-1", id: "detail-title" }, `Conversación #${h.id} · ${REASONS[h.reason] || h.reason}`),
+    el("p", { class: "meta" }, `Canal: ${h.channel} · Estado: ${h.state}${h.advisor ? ` · Asesor: ${h.advisor}` : ""} · Desde ${when(h.created_at)}`),
+    el("div", { class: "profile" }, ...(profile.length ? profile : [el("span", { class: "meta" }, "Sin datos del perfil")])),
+    log,
+  ];
+  if (h.state === "waiting") parts.push(el("div", { class: "actions" }, el("button", { onclick: () => act(`/handoffs/${h.id}/claim`) }, "Atender esta conversación")));
+  if (mine) parts.push(await replyForm(h));
+  parts.push(noteForm(h));
+  $("detail").replaceChildren(...parts);
+  log.scrollTop = log.scrollHeight;
+  state.seenLines = transcript.length;
+  if (focus) $("detail-title").focus();
+}
+
+async function replyForm(h) {
+  const box = el("textarea", { id: "reply", rows: "3", "aria-label": "Respuesta para la persona" });
+  const canned = (await call("/canned")).canned;
+  const picker = el("select", { "aria-label": "Respuestas predefinidas", onchange: (e) => { box.value = e.target.value; box.focus(); } },
+    el("option", { value: "" }, "Respuestas predefinidas…"), ...canned.map((c) => el("option", { value: c.text }, c.title)));
+  const form = el("form", { class: "actions", onsubmit: async (e) => {
+    e.preventDefault();
+    if (box.value.trim()) await act(`/handoffs/${h.id}/messages`, { text: box.value });
+  } }, picker, box, el("button", { type: "submit" }, "Enviar"),
+  el("button", { type: "button", class: "secondary", onclick: () => act(`/handoffs/${h.id}/close`) }, "Cerrar conversación"));
+  return form;
+}
+
+function noteForm(h) {
+  const box = el("input", { "aria-label": "Nota interna (no la ve la persona)", placeholder: "Nota interna (no la ve la persona)" });
+  return el("form", { class: "actions", onsubmit: async (e) => {
+    e.preventDefault();
+    if (box.value.trim()) await act(`/handoffs/${h.id}/notes`, { text: box.value });
+  } }, box, el("button", { type: "submit", class: "secondary" }, "Guardar nota"));
+}
+
+async function act(path, body) {
+  try {
+    await call(path, { method: "POST", body: JSON.stringify(body || {}) });
+    await renderDetail(); await refreshQueue();
+  } catch (error) { $("notice").textContent = error.message; }
+}
+
+async function poll() {
+  if (!state.token) return;
+  try { await refreshQueue(); await renderDetail(); } catch (error) { $("notice").textContent = error.message; }
+}
+
+function start() {
+  $("login").hidden = true; $("desk").hidden = false;
+  $("who").hidden = false; $("who").textContent = sessionStorage.getItem("som-advisor") || "";
+  poll();
+}
+
+setInterval(poll, POLL_MS);
+if (state.token) start();
