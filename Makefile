@@ -9,12 +9,12 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 export SQLALCHEMY_SILENCE_UBER_WARNING := 1
 export RASA_TELEMETRY_ENABLED := false
 
-.PHONY: run test test-unit train shell eval advisor content-check validate setup lock clean
+.PHONY: run test test-unit train shell eval advisor content-check validate setup browser lock clean
 
 run: setup
 	@$(PY) -m bot run
 
-test: setup validate
+test: setup validate browser
 	$(PY) -m pytest
 
 test-unit: setup
@@ -42,6 +42,15 @@ validate: setup
 	$(PY) -m rasa data validate --fail-on-warnings --data $(RASA_DATA) --domain domain.yml --config config.yml
 
 setup: $(STAMP)
+
+# Browser tests drive Debian's Chromium (no browser downloads). Installed here when we are root.
+browser:
+	@if ! command -v chromium >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "Instalando Chromium (paquete de Debian) para las pruebas en navegador…"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "Aviso: sin Chromium; las pruebas en navegador se omitirán (instale el paquete 'chromium')."; fi; \
+	fi
 
 # Python 3.10 is required by Rasa 3.6: python3.10 on PATH if it runs, else pyenv's.
 $(PY):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import getpass
 import json
 import logging
@@ -11,11 +12,13 @@ import sys
 import urllib.request
 import uuid
 
-from bot import runner
+from telegram.error import TelegramError
+
+from bot import runner, telegram_api
 from bot.handoff import HandoffError
 from bot.knowledge import ContentError, KnowledgeBase
 from bot.services import handoff_desk
-from bot.settings import PROJECT_ROOT, Settings
+from bot.settings import PROJECT_ROOT, TELEGRAM_WEBHOOK_PATH, Settings
 
 
 def cmd_content_check(settings: Settings, args: argparse.Namespace) -> int:
@@ -75,6 +78,47 @@ def cmd_advisors_add(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _telegram_settings_missing(settings: Settings, *extra: str) -> bool:
+    missing = settings.missing(["TELEGRAM_BOT_TOKEN", "TELEGRAM_WEBHOOK_SECRET", *extra])
+    if missing:
+        print(f"Faltan variables de entorno: {', '.join(missing)} (vea el README).", file=sys.stderr)
+    return bool(missing)
+
+
+def cmd_telegram_set_webhook(settings: Settings, args: argparse.Namespace) -> int:
+    """Tell Telegram where to post updates, with the secret our channel checks."""
+    if _telegram_settings_missing(settings, "PUBLIC_URL"):
+        return 1
+    try:
+        url = asyncio.run(telegram_api.set_webhook(settings))
+    except TelegramError as error:
+        print(f"Telegram no aceptó el webhook: {error}", file=sys.stderr)
+        return 1
+    print(f"Webhook de Telegram registrado: {url}")
+    return 0
+
+
+def cmd_telegram_poll(settings: Settings, args: argparse.Namespace) -> int:
+    """Development without a public URL: bring updates from Telegram to the local webhook."""
+    if _telegram_settings_missing(settings):
+        return 1
+    url = args.url or f"http://127.0.0.1:{settings.rasa_port}{TELEGRAM_WEBHOOK_PATH}"
+    print(
+        f"Recibiendo mensajes de Telegram y enviándolos a {url} (Ctrl-C para detener).\n"
+        "Telegram no permite webhook y consulta a la vez: se quita el webhook; para volver a usarlo, "
+        "ejecute `python -m bot telegram set-webhook`.",
+        flush=True,
+    )
+    try:
+        asyncio.run(telegram_api.poll(settings, url))
+    except TelegramError as error:
+        print(f"Telegram rechazó la consulta: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
 def _interrupt(signum, frame) -> None:
     """Ctrl-C and SIGTERM both stop the two servers cleanly (even when SIGINT was ignored)."""
     raise KeyboardInterrupt
@@ -91,6 +135,7 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
             "\nEl asistente está listo.\n"
             f"  REST:  POST {stack.rasa_url}/webhooks/rest/webhook  "
             '{"sender": "prueba", "message": "hola"}\n'
+            f"  Consola de asesores:  {stack.rasa_url}/advisor/  (cuentas: make advisor NAME=usuario)\n"
             "  Detener: Ctrl-C\n",
             flush=True,
         )
@@ -154,6 +199,11 @@ def main(argv: list[str] | None = None) -> int:
     add.add_argument("--name", help="nombre que verá la persona (por defecto, el usuario)")
     add.set_defaults(func=cmd_advisors_add)
     commands.add_parser("shell", help="conversa con el asistente en esta terminal").set_defaults(func=cmd_shell)
+    telegram = commands.add_parser("telegram", help="canal de Telegram").add_subparsers(dest="action", required=True)
+    telegram.add_parser("set-webhook", help="registra el webhook en Telegram").set_defaults(func=cmd_telegram_set_webhook)
+    poll = telegram.add_parser("poll", help="desarrollo local sin URL pública: consulta a Telegram")
+    poll.add_argument("--url", help="webhook local (por defecto, el del puerto RASA_PORT)")
+    poll.set_defaults(func=cmd_telegram_poll)
     args = parser.parse_args(argv)
     try:
         return args.func(Settings.from_env(), args)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import urllib.request
 import uuid
@@ -14,6 +15,7 @@ import pytest
 from bot import runner
 from bot.knowledge import KnowledgeBase
 from bot.settings import CONTENT_DIR, Settings
+from standins import PUBLIC_URL, TelegramStandIn, TwilioStandIn
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 HANDOFF_WAIT_SECONDS = 30
@@ -37,9 +39,23 @@ def kb() -> KnowledgeBase:
 
 
 @pytest.fixture(scope="session")
-def assistant_env() -> dict[str, str]:
-    """Extra environment for the servers under test (channel fixtures add their stand-ins here)."""
-    return {}
+def twilio_standin() -> TwilioStandIn:
+    standin = TwilioStandIn().start()
+    yield standin
+    standin.stop()
+
+
+@pytest.fixture(scope="session")
+def telegram_standin() -> TelegramStandIn:
+    standin = TelegramStandIn().start()
+    yield standin
+    standin.stop()
+
+
+@pytest.fixture(scope="session")
+def assistant_env(twilio_standin, telegram_standin) -> dict[str, str]:
+    """Extra environment for the servers under test: WhatsApp and Telegram, on local stand-ins."""
+    return {**twilio_standin.env(), **telegram_standin.env(), "PUBLIC_URL": PUBLIC_URL}
 
 
 @pytest.fixture(scope="session")
@@ -67,6 +83,28 @@ def assistant(tmp_path_factory, assistant_env):
         stack = runner.Stack(settings, model, log=log).start()
         yield Conversations(stack.rasa_url, settings, log_path)
         stack.stop()
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_FLAGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's Chromium driven by Playwright. Required under CI; skipped elsewhere if absent."""
+    if CHROMIUM is None:
+        if os.environ.get("CI"):
+            pytest.fail("Chromium is required under CI: `make browser` installs Debian's package")
+        pytest.skip("Chromium is not installed (apt-get install chromium, or `make browser` as root)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield chromium
+        chromium.close()
 
 
 class Conversations:

@@ -7,6 +7,7 @@ const POLL_MS = 3000;
 const state = { token: sessionStorage.getItem("som-token"), status: "waiting", openId: null, seenWaiting: null, seenLines: 0 };
 const $ = (id) => document.getElementById(id);
 const REASONS = { requested: "Pidió un asesor", not_understood: "El asistente no entendió", sensitive: "Situación sensible" };
+const STATES = { waiting: "en espera", active: "en atención", closed: "cerrada", cancelled: "cancelada" };
 const AUTHORS = { person: "Persona", assistant: "Asistente", advisor: "Asesor", note: "Nota interna", system: "Sistema" };
 
 function el(tag, props = {}, ...children) {
@@ -105,10 +106,11 @@ async function renderDetail(focus = false) {
   const mine = h.state === "active" && h.advisor === sessionStorage.getItem("som-advisor");
   const profile = Object.entries(h.profile).filter(([, v]) => v).map(([k, v]) => el("span", {}, el("strong", {}, `${k}: `), v));
   const log = el("ol", { class: "transcript", "aria-label": "Conversación" }, ...transcript.map((line) =>
-    el("li", { class: line.author }, el("div", { class: "meta" }, `${AUTHORS[line.author] || line.author}${line.advisor ? ` (${line.advisor})` : ""} · ${when(line.at)}`), line.text)));
+    el("li", { class: line.author }, el("div", { class: "meta" }, `${AUTHORS[line.author] || line.author}${line.advisor ? ` (${line.advisor})` : ""} · ${when(line.at)}`),
+    el("p", { class: "text" }, line.text))));
   const parts = [
     el("h2", { tabindex: "-1", id: "detail-title" }, `Conversación #${h.id} · ${REASONS[h.reason] || h.reason}`),
-    el("p", { class: "meta" }, `Canal: ${h.channel} · Estado: ${h.state}${h.advisor ? ` · Asesor: ${h.advisor}` : ""} · Desde ${when(h.created_at)}`),
+    el("p", { class: "meta" }, `Canal: ${h.channel} · Estado: ${STATES[h.state] || h.state}${h.advisor ? ` · Asesor: ${h.advisor}` : ""} · Desde ${when(h.created_at)}`),
     el("div", { class: "profile" }, ...(profile.length ? profile : [el("span", { class: "meta" }, "Sin datos del perfil")])),
     log,
   ];
