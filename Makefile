@@ -4,15 +4,25 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-lock
 RASA_DATA := data/nlu data/stories data/rules
+WEBCHAT := channels/webchat
+WEBCHAT_VENDOR := channels/static/webchat/vendor
+WEBCHAT_STAMP := $(WEBCHAT_VENDOR)/.installed-lock
 export PYTHONPATH := $(CURDIR)
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export SQLALCHEMY_SILENCE_UBER_WARNING := 1
 export RASA_TELEMETRY_ENABLED := false
 
-.PHONY: run test test-unit train shell eval advisor content-check validate setup browser lock clean
+.PHONY: run run-cluster test test-unit train shell eval bench advisor content-check validate setup webchat browser lock clean
 
 run: setup
 	@$(PY) -m bot run
+
+# Production profile on this machine: two Rasa replicas + action server on PostgreSQL and Redis,
+# behind nginx on port 5005 (DATABASE_URL and REDIS_URL default to the local services).
+run-cluster: setup
+	@command -v nginx >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; } || true
+	@$(PY) -m bot cluster
 
 test: setup validate browser
 	$(PY) -m pytest
@@ -29,6 +39,10 @@ shell: setup
 eval: setup
 	$(PY) -m bot eval
 
+# Benchmark against Rasa's reference bot (about 30 min on 2 cores): bench/results.md and charts.
+bench: setup
+	$(PY) bench/run.py
+
 # Create an advisor account: make advisor NAME=usuario
 advisor: setup
 	@test -n "$(NAME)" || { echo "Uso: make advisor NAME=usuario"; exit 1; }
@@ -41,7 +55,19 @@ validate: setup
 	$(PY) -m bot content-check
 	$(PY) -m rasa data validate --fail-on-warnings --data $(RASA_DATA) --domain domain.yml --config config.yml
 
-setup: $(STAMP)
+setup: $(STAMP) webchat
+
+# The web chat's browser libraries (socket.io client; axe-core for the tests) from the pinned
+# package-lock.json into channels/static/webchat/vendor/, which the server serves: no CDN at run
+# time. Only when the package-lock changes.
+webchat: $(WEBCHAT_STAMP)
+
+$(WEBCHAT_STAMP): $(WEBCHAT)/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { echo "Falta npm (Node.js) para preparar el chat web: instálelo, por ejemplo 'apt-get install nodejs npm'."; exit 1; }
+	cd $(WEBCHAT) && npm ci --no-audit --no-fund --loglevel=error
+	mkdir -p $(WEBCHAT_VENDOR)
+	cp $(WEBCHAT)/node_modules/socket.io-client/dist/socket.io.min.js $(WEBCHAT)/node_modules/axe-core/axe.min.js $(WEBCHAT_VENDOR)/
+	@touch $@
 
 # Browser tests drive Debian's Chromium (no browser downloads). Installed here when we are root.
 browser:
@@ -76,4 +102,4 @@ lock: | $(PY)
 	$(PY) -m pip freeze --exclude-editable > requirements.lock
 
 clean:
-	rm -rf $(VENV) models .pytest_cache reports
+	rm -rf $(VENV) models .pytest_cache reports $(WEBCHAT)/node_modules $(WEBCHAT_VENDOR)

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import getpass
 import json
 import logging
+import os
+import shutil
 import signal
+import subprocess
 import sys
 import urllib.request
 import uuid
 
 from telegram.error import TelegramError
 
-from bot import runner, telegram_api
+from bot import retention, runner, telegram_api
 from bot.handoff import HandoffError
 from bot.knowledge import ContentError, KnowledgeBase
 from bot.services import handoff_desk
@@ -119,13 +123,64 @@ def cmd_telegram_poll(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cluster(settings: Settings, args: argparse.Namespace) -> int:
+    """Two Rasa replicas and the action server on the production profile, behind nginx."""
+    env = {**settings.env}
+    env.setdefault("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/som")
+    env.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
+    settings = Settings.from_env(env)
+    if not shutil.which("nginx"):
+        raise runner.StartupError("falta nginx: instálelo con 'apt-get install nginx'.")
+    runner.ensure_database(settings.database_url)
+    replicas = dataclasses.replace(settings, rasa_port=settings.rasa_port + 1)
+    stack = runner.Stack(replicas, runner.train(settings), replicas=2)
+    if runner.port_in_use(settings.rasa_port):
+        raise runner.StartupError(f"El puerto {settings.rasa_port} ya está en uso.")
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _interrupt)
+    try:
+        stack.start()
+        nginx_dir = settings.var_dir / "nginx"
+        nginx_dir.mkdir(parents=True, exist_ok=True)
+        (nginx_dir / "nginx.conf").write_text(runner.nginx_config(settings, stack.rasa_ports))
+        stack.processes["nginx"] = subprocess.Popen(
+            ["nginx", "-c", str(nginx_dir / "nginx.conf"), "-g", "daemon off;"], start_new_session=True
+        )
+        print(
+            f"\nGrupo listo: nginx en http://127.0.0.1:{settings.rasa_port} → réplicas "
+            f"{', '.join(stack.rasa_urls)}\n  Base de datos: {settings.database_url}\n"
+            f"  Redis: {settings.redis_url}\n  Detener: Ctrl-C\n",
+            flush=True,
+        )
+        return stack.wait()
+    except KeyboardInterrupt:
+        print("\nDeteniendo el grupo…", flush=True)
+        stack.stop()
+        return 0
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    """Run one server in the foreground (one process per container, see deploy/)."""
+    stack = runner.Stack(settings, runner.train(settings))
+    stack.prepare()
+    command = stack.command_for("actions" if args.component == "actions" else "rasa-0")
+    os.execvpe(command[0], command, runner.child_env(settings))
+    return 0
+
+
+def cmd_purge(settings: Settings, args: argparse.Namespace) -> int:
+    conversations, handoffs = retention.purge(settings, args.older_than)
+    print(f"Eliminadas {conversations} conversaciones y {handoffs} derivaciones de más de {args.older_than:g} días.")
+    return 0
+
+
 def _interrupt(signum, frame) -> None:
     """Ctrl-C and SIGTERM both stop the two servers cleanly (even when SIGINT was ignored)."""
     raise KeyboardInterrupt
 
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
-    model = runner.latest_model() or runner.train(settings)
+    model = runner.train(settings)
     stack = runner.Stack(settings, model)
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, _interrupt)
@@ -135,6 +190,7 @@ def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
             "\nEl asistente está listo.\n"
             f"  REST:  POST {stack.rasa_url}/webhooks/rest/webhook  "
             '{"sender": "prueba", "message": "hola"}\n'
+            f"  Chat web (demostración):  {stack.rasa_url}/webchat/\n"
             f"  Consola de asesores:  {stack.rasa_url}/advisor/  (cuentas: make advisor NAME=usuario)\n"
             "  Detener: Ctrl-C\n",
             flush=True,
@@ -151,7 +207,7 @@ def cmd_shell(settings: Settings, args: argparse.Namespace) -> int:
     settings.var_dir.mkdir(parents=True, exist_ok=True)
     log_path = settings.var_dir / "shell.log"
     with open(log_path, "a") as log:
-        stack = runner.Stack(settings, runner.latest_model() or runner.train(settings), log=log)
+        stack = runner.Stack(settings, runner.train(settings), log=log)
         print(f"Iniciando el asistente (registro en {log_path})…", flush=True)
         stack.start()
         try:
@@ -198,6 +254,13 @@ def main(argv: list[str] | None = None) -> int:
     add.add_argument("username")
     add.add_argument("--name", help="nombre que verá la persona (por defecto, el usuario)")
     add.set_defaults(func=cmd_advisors_add)
+    commands.add_parser("cluster", help="dos réplicas y nginx (perfil de producción)").set_defaults(func=cmd_cluster)
+    serve = commands.add_parser("serve", help="un solo servidor en primer plano (contenedores)")
+    serve.add_argument("component", choices=("rasa", "actions"))
+    serve.set_defaults(func=cmd_serve)
+    purge = commands.add_parser("purge", help="borra conversaciones pasado el plazo de conservación")
+    purge.add_argument("--older-than", type=float, required=True, metavar="DÍAS")
+    purge.set_defaults(func=cmd_purge)
     commands.add_parser("shell", help="conversa con el asistente en esta terminal").set_defaults(func=cmd_shell)
     telegram = commands.add_parser("telegram", help="canal de Telegram").add_subparsers(dest="action", required=True)
     telegram.add_parser("set-webhook", help="registra el webhook en Telegram").set_defaults(func=cmd_telegram_set_webhook)

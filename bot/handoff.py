@@ -154,7 +154,10 @@ def _engine_for(database_url: str) -> sa.engine.Engine:
 class HandoffStore:
     def __init__(self, database_url: str) -> None:
         self.engine = _engine_for(database_url)
-        Base.metadata.create_all(self.engine)
+        try:
+            Base.metadata.create_all(self.engine)
+        except sa.exc.DBAPIError:  # another process created the tables at the same moment
+            Base.metadata.create_all(self.engine)
         self._sessions = sessionmaker(bind=self.engine, expire_on_commit=False)
         self._hasher = PasswordHasher()
 
@@ -174,10 +177,10 @@ class HandoffStore:
 
     def add_advisor(self, username: str, password: str, display_name: str | None = None) -> None:
         if len(password) < 10:
-            raise HandoffError(400, "password must have at least 10 characters")
+            raise HandoffError(400, "la contraseña debe tener al menos 10 caracteres")
         with self._session() as s:
             if s.query(Advisor).filter_by(username=username).first():
-                raise HandoffError(409, f"advisor '{username}' already exists")
+                raise HandoffError(409, f"ya existe el asesor '{username}'")
             s.add(Advisor(username=username, display_name=display_name or username, password_hash=self._hasher.hash(password)))
 
     def login(self, username: str, password: str) -> str | None:
@@ -313,15 +316,15 @@ class HandoffStore:
                 .update({"state": "active", "advisor_id": advisor_id, "claimed_at": utcnow()}, synchronize_session=False)
             )
             if not won:
-                raise HandoffError(409, "this conversation is no longer waiting")
+                raise HandoffError(409, "esta conversación ya no está en espera")
         return self.get(handoff_id)
 
     def require_owner(self, handoff_id: int, advisor_id: int) -> HandoffView:
         view = self.get(handoff_id)
         if view.state != "active":
-            raise HandoffError(409, f"this conversation is {view.state}")
+            raise HandoffError(409, f"esta conversación no está en atención ({view.state})")
         if view.advisor_id != advisor_id:
-            raise HandoffError(403, "another advisor is attending this conversation")
+            raise HandoffError(403, "otro asesor atiende esta conversación")
         return view
 
     def close(self, handoff_id: int, advisor_id: int) -> HandoffView:
@@ -394,7 +397,7 @@ class HandoffStore:
     def _record(s, handoff_id: int) -> Handoff:
         record = s.get(Handoff, handoff_id)
         if record is None:
-            raise HandoffError(404, "no such hand-off")
+            raise HandoffError(404, "no existe esa derivación")
         return record
 
     @staticmethod

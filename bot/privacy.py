@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
 # Phone numbers, DNI (8 digits), passports and carnés (letters + digits): any run of 6+ digits,
 # possibly separated by spaces or dashes, or an alphanumeric code holding 6+ digits.
-_NUMBER = re.compile(r"\+?\d[\d\s-]{4,}\d|\b[A-Za-z]{0,3}\d{6,}[A-Za-z]?\b")
+_NUMBER = re.compile(r"(?<!\w)\+?\d[\d\s-]{4,}\d(?!\w)|\b[A-Za-z]{0,3}\d{6,}[A-Za-z]?\b")
 
 
 def hash_id(conversation_id: str) -> str:
@@ -19,3 +20,24 @@ def hash_id(conversation_id: str) -> str:
 def redact(text: str) -> str:
     """Mask e-mail addresses and document or phone numbers in free text."""
     return _NUMBER.sub("[número]", _EMAIL.sub("[correo]", text))
+
+
+def install_log_redaction() -> None:
+    """Mask personal data in every log record this process creates, whatever logger or handler.
+
+    Rasa and its libraries log user text at DEBUG level; this keeps phone numbers, e-mails and
+    document numbers out of the logs even then."""
+    previous = logging.getLogRecordFactory()
+    if getattr(previous, "redacting", False):
+        return
+
+    def factory(*args, **kwargs) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        try:
+            record.msg, record.args = redact(record.getMessage()), None
+        except Exception:  # a malformed record is left for logging itself to report
+            pass
+        return record
+
+    factory.redacting = True
+    logging.setLogRecordFactory(factory)

@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import socket
+import string
 import subprocess
 import sys
 import time
@@ -18,10 +19,13 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
+from urllib.parse import unquote, urlsplit
 
+import sqlalchemy as sa
 import yaml
 
 from bot.countries import CountryIndex
+from bot.handoff import HandoffStore
 from bot.knowledge import KnowledgeBase
 from bot.settings import PROJECT_ROOT, TRAINING_DATA_DIRS, Settings
 
@@ -54,14 +58,45 @@ def effective_credentials(base: dict, settings: Settings) -> tuple[dict, list[st
 
 
 def effective_endpoints(base: dict, settings: Settings) -> dict:
-    """The endpoints file with this run's action-server port and database location."""
+    """The endpoints file for this run: ports, database location and the production services.
+
+    DATABASE_URL moves trackers to that database, REDIS_URL adds the Redis lock store, AMQP_URL the
+    RabbitMQ event broker; without them everything stays embedded (SQLite, in-memory locks)."""
     endpoints = dict(base or {})
     endpoints["action_endpoint"] = {"url": settings.action_url}
     store = dict(endpoints.get("tracker_store") or {})
-    if store.get("dialect") == "sqlite":
+    if settings.database_url:
+        store.update(_database_fields(settings.database_url))
+    elif store.get("dialect") == "sqlite":
         store["db"] = str(settings.sqlite_path)
     endpoints["tracker_store"] = store
+    if settings.redis_url:
+        redis = urlsplit(settings.redis_url)
+        endpoints["lock_store"] = {
+            "type": "channels.lock_store.AtomicRedisLockStore", "url": redis.hostname or "127.0.0.1",
+            "port": redis.port or 6379,
+            "db": int((redis.path or "/0").strip("/") or 0), "password": unquote(redis.password or "") or None,
+            "key_prefix": settings.redis_key_prefix,
+        }  # fmt: skip
+    if settings.amqp_url:
+        amqp = urlsplit(settings.amqp_url)
+        endpoints["event_broker"] = {
+            "type": "pika", "url": amqp.hostname, "port": amqp.port or 5672,
+            "username": unquote(amqp.username or "guest"), "password": unquote(amqp.password or "guest"),
+            "queues": ["som_events"],
+        }  # fmt: skip
     return endpoints
+
+
+def _database_fields(database_url: str) -> dict:
+    """Rasa's SQL tracker store takes the URL in parts (the host as `url`)."""
+    url = urlsplit(database_url)
+    dialect = url.scheme.split("+")[0]
+    return {
+        "dialect": "postgresql" if dialect in ("postgres", "postgresql") else dialect,
+        "url": url.hostname, "port": url.port, "db": url.path.lstrip("/"),
+        "username": unquote(url.username or "") or None, "password": unquote(url.password or "") or None,
+    }  # fmt: skip
 
 
 def write_runtime_config(settings: Settings) -> tuple[Path, Path]:
@@ -189,53 +224,87 @@ def _get_ok(url: str) -> bool:
 
 @dataclass
 class Stack:
-    """The running action server and Rasa server."""
+    """The running action server and Rasa server(s).
+
+    With `replicas` > 1, Rasa servers listen on consecutive ports from RASA_PORT: the production
+    profile (shared database and Redis locks) lets them serve the same conversations."""
 
     settings: Settings
     model: Path
     log: IO | None = None  # None: children write to this terminal
-    processes: list[subprocess.Popen] = field(default_factory=list)
+    replicas: int = 1
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    @property
+    def rasa_ports(self) -> list[int]:
+        return [self.settings.rasa_port + i for i in range(self.replicas)]
+
+    @property
+    def rasa_urls(self) -> list[str]:
+        return [f"http://127.0.0.1:{port}" for port in self.rasa_ports]
 
     @property
     def rasa_url(self) -> str:
-        return f"http://127.0.0.1:{self.settings.rasa_port}"
+        return self.rasa_urls[0]
 
     def start(self, timeout: float = 180.0) -> "Stack":
-        for port in (self.settings.rasa_port, self.settings.action_port):
+        for port in (*self.rasa_ports, self.settings.action_port):
             if port_in_use(port):
                 raise StartupError(
                     f"El puerto {port} ya está en uso: detenga el otro proceso o elija otro con "
                     f"RASA_PORT / ACTION_PORT."
                 )
-        credentials, endpoints = write_runtime_config(self.settings)
-        self._spawn([sys.executable, "-m", "rasa_sdk", "--actions", "actions", "--port", str(self.settings.action_port)])
-        self._spawn(
-            [
-                sys.executable, "-m", "rasa", "run", "--model", str(self.model),
-                "--endpoints", str(endpoints), "--credentials", str(credentials),
-                "--port", str(self.settings.rasa_port), "--interface", self.settings.host,
-            ]  # fmt: skip
-        )
-        self._wait_ready(timeout)
+        self.prepare()
+        self.start_process("actions")
+        for replica in range(self.replicas):
+            self.start_process(f"rasa-{replica}")
+        self.wait_ready(timeout)
         return self
 
-    def _spawn(self, command: list[str]) -> None:
+    def start_process(self, name: str) -> None:
+        """(Re)start one child: "actions" or "rasa-N"."""
         output = self.log if self.log is not None else None
-        self.processes.append(
-            subprocess.Popen(
-                command, cwd=PROJECT_ROOT, env=child_env(self.settings), stdout=output,
-                stderr=subprocess.STDOUT if output else None, start_new_session=True,
-            )  # fmt: skip
-        )
+        self.processes[name] = subprocess.Popen(
+            self.command_for(name), cwd=PROJECT_ROOT, env=child_env(self.settings), stdout=output,
+            stderr=subprocess.STDOUT if output else None, start_new_session=True,
+        )  # fmt: skip
 
-    def _wait_ready(self, timeout: float) -> None:
-        checks = [
-            f"http://127.0.0.1:{self.settings.action_port}/health",
-            f"{self.rasa_url}/webhooks/rest/",
-        ]
+    def command_for(self, name: str) -> list[str]:
+        if name == "actions":
+            return [sys.executable, "-m", "rasa_sdk", "--actions", "actions", "--port", str(self.settings.action_port)]
+        port = self.rasa_ports[int(name.split("-")[1])]
+        return [
+            sys.executable, "-m", "rasa", "run", "--model", str(self.model),
+            "--endpoints", str(self._endpoints), "--credentials", str(self._credentials),
+            "--port", str(port), "--interface", self.settings.host, *self._http_api_arguments(),
+        ]  # fmt: skip
+
+    def prepare(self) -> None:
+        """Write this run's configuration and create the hand-off schema once, before any server."""
+        self._http_api_arguments()  # a missing API token stops us before anything starts
+        self._credentials, self._endpoints = write_runtime_config(self.settings)
+        HandoffStore(self.settings.handoff_database_url)
+
+    def kill(self, name: str, signum: int = signal.SIGKILL) -> None:
+        process = self.processes[name]
+        os.killpg(process.pid, signum)
+        process.wait()
+
+    def _http_api_arguments(self) -> list[str]:
+        """Rasa's HTTP API stays off unless RASA_ENABLE_API is set, and then it needs a token."""
+        if not self.settings.env.get("RASA_ENABLE_API"):
+            return []
+        token = self.settings.env.get("RASA_API_TOKEN")
+        if not token:
+            raise StartupError("RASA_ENABLE_API necesita RASA_API_TOKEN (el token que exigirá la API).")
+        return ["--enable-api", "--auth-token", token]
+
+    def wait_ready(self, timeout: float = 180.0) -> None:
+        checks = [f"http://127.0.0.1:{self.settings.action_port}/health"]
+        checks += [f"{url}/webhooks/rest/" for url in self.rasa_urls]
         deadline = time.monotonic() + timeout
         while checks:
-            if any(p.poll() is not None for p in self.processes):
+            if any(p.poll() is not None for p in self.processes.values()):
                 self.stop()
                 raise StartupError("un servidor terminó al arrancar: revise los mensajes anteriores")
             if time.monotonic() > deadline:
@@ -247,11 +316,11 @@ class Stack:
                 time.sleep(0.5)
 
     def stop(self, grace: float = 15.0) -> None:
-        for process in self.processes:
+        for process in self.processes.values():
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGTERM)
         deadline = time.monotonic() + grace
-        for process in self.processes:
+        for process in self.processes.values():
             try:
                 process.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
@@ -261,8 +330,44 @@ class Stack:
 
     def wait(self) -> int:
         """Block until a child exits (or Ctrl-C), then stop the other; return an exit code."""
-        while all(p.poll() is None for p in self.processes):
+        while all(p.poll() is None for p in self.processes.values()):
             time.sleep(0.5)
-        code = next(p.returncode for p in self.processes if p.returncode is not None)
+        code = next(p.returncode for p in self.processes.values() if p.returncode is not None)
         self.stop()
         return code
+
+
+# --- the local cluster (make run-cluster) -------------------------------------------------
+
+NGINX_TEMPLATE = PROJECT_ROOT / "deploy" / "nginx-som.conf.template"
+
+
+def nginx_config(settings: Settings, upstream_ports: list[int]) -> str:
+    """A whole nginx.conf for this machine: the deploy template inside a minimal main file."""
+    var = settings.var_dir / "nginx"
+    body = string.Template(NGINX_TEMPLATE.read_text()).safe_substitute(
+        LISTEN=f"127.0.0.1:{settings.rasa_port}",
+        UPSTREAMS=" ".join(f"server 127.0.0.1:{port};" for port in upstream_ports),
+    )
+    return (
+        f"worker_processes 1;\npid {var}/nginx.pid;\nerror_log {var}/error.log warn;\n"
+        "events { worker_connections 1024; }\n"
+        f"http {{\n access_log off;\n client_body_temp_path {var}/body;\n proxy_temp_path {var}/proxy;\n"
+        f"{body}\n}}\n"
+    )
+
+
+def ensure_database(database_url: str) -> None:
+    """Create the PostgreSQL database named in DATABASE_URL if it does not exist yet."""
+    url = urlsplit(database_url)
+    if not url.scheme.startswith("postgres"):
+        return
+    name = url.path.lstrip("/")
+    admin = sa.create_engine(url._replace(path="/postgres").geturl(), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            exists = connection.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first()
+            if not exists:
+                connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    finally:
+        admin.dispose()

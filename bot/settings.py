@@ -30,6 +30,9 @@ class Settings:
     database_url: str = ""
     redis_url: str = ""
     amqp_url: str = ""
+    redis_key_prefix: str = "som"
+    webchat_allowed_origins: tuple[str, ...] = ()  # besides the server's own origin; "*" for any
+    webchat_jwt_key: str = field(default="", repr=False)  # widgets then need a token signed with it
     content_dir: Path = CONTENT_DIR
     handoff_wait_minutes: float = 10.0
     office_hours_file: Path = CONTENT_DIR / "office_hours.yml"
@@ -54,6 +57,9 @@ class Settings:
             database_url=env.get("DATABASE_URL", ""),
             redis_url=env.get("REDIS_URL", ""),
             amqp_url=env.get("AMQP_URL", ""),
+            redis_key_prefix=env.get("REDIS_KEY_PREFIX", "som"),
+            webchat_allowed_origins=tuple(env.get("WEBCHAT_ALLOWED_ORIGINS", "").replace(",", " ").split()),
+            webchat_jwt_key=env.get("WEBCHAT_JWT_KEY", ""),
             content_dir=Path(env.get("SOM_CONTENT_DIR", CONTENT_DIR)),
             handoff_wait_minutes=float(env.get("HANDOFF_WAIT_MINUTES", 10)),
             office_hours_file=Path(env.get("SOM_OFFICE_HOURS_FILE", CONTENT_DIR / "office_hours.yml")),
@@ -69,11 +75,16 @@ class Settings:
 
     @property
     def action_url(self) -> str:
-        return f"http://127.0.0.1:{self.action_port}/webhook"
+        """ACTION_URL when the action server runs elsewhere (containers), else on this machine."""
+        return self.env.get("ACTION_URL") or f"http://127.0.0.1:{self.action_port}/webhook"
 
     @property
     def sqlite_path(self) -> Path:
         return self.var_dir / "tracker.db"
+
+    @property
+    def tracker_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.sqlite_path}"
 
     @property
     def handoff_database_url(self) -> str:

@@ -41,28 +41,37 @@ def _body_text(request: Request) -> str | HTTPResponse:
     try:
         body = request.json
     except Exception:
-        return _error(400, "the body must be JSON")
+        return _error(400, "el cuerpo debe ser JSON")
     text = body.get("text") if isinstance(body, dict) else None
     if not isinstance(text, str) or not text.strip():
-        return _error(400, "'text' must be a non-empty string")
+        return _error(400, "'text' debe ser un texto no vacío")
     if len(text) > MAX_TEXT:
-        return _error(413, f"'text' is longer than {MAX_TEXT} characters")
+        return _error(413, f"'text' supera los {MAX_TEXT} caracteres")
     return text.strip()
 
 
-async def deliver_to_person(request_app: Any, view: HandoffView, messages: tuple[Message, ...], author: str) -> None:
-    """Send messages through the conversation's own channel and keep them in its Rasa tracker."""
+async def deliver_to_person(request_app: Any, view: HandoffView, messages: tuple[Message, ...], author: str) -> bool:
+    """Send messages through the conversation's own channel and keep them in its Rasa tracker.
+
+    False when the channel refused one (nothing after it is sent); what was sent is recorded."""
     sender = outbound.sender_for(view.channel)
+    sent: list[Message] = []
     for text, buttons in messages:
-        if sender is not None:
-            await sender.send(view.conversation_id, text, buttons)
+        try:
+            if sender is not None:
+                await sender.send(view.conversation_id, text, buttons)
+        except Exception:
+            logger.exception("could not deliver a hand-off message on channel %s", view.channel)
+            break
+        sent.append((text, buttons))
     agent = request_app.ctx.agent
     async with agent.lock_store.lock(view.conversation_id):
         tracker = await agent.tracker_store.get_or_create_tracker(view.conversation_id)
-        for text, buttons in messages:
+        for text, buttons in sent:
             data = {"buttons": [{"title": t, "payload": p} for t, p in buttons]} if buttons else {}
             tracker.update(BotUttered(text, data, metadata={"author": author}))
         await agent.tracker_store.save(tracker)
+    return len(sent) == len(messages)
 
 
 class AdvisorConsole(InputChannel):
@@ -89,7 +98,7 @@ class AdvisorConsole(InputChannel):
                 token = header[7:].strip() if header.lower().startswith("bearer ") else ""
                 advisor = await run(desk.store.advisor_for_token, token) if token else None
                 if advisor is None:
-                    return _error(401, "log in first (missing, invalid or expired token)")
+                    return _error(401, "inicie sesión (token ausente, inválido o vencido)")
                 try:
                     return await handler(request, advisor, *args, **kwargs)
                 except HandoffError as error:
@@ -106,7 +115,7 @@ class AdvisorConsole(InputChannel):
         async def static(request: Request, name: str) -> HTTPResponse:
             path = (STATIC_DIR / name).resolve()
             if path.parent != STATIC_DIR.resolve() or not path.is_file():
-                return _error(404, "not found")
+                return _error(404, "no encontrado")
             return await response.file(path, headers=_page_headers())
 
         @console.route("/api/login", methods=["POST"])
@@ -114,17 +123,17 @@ class AdvisorConsole(InputChannel):
             try:
                 body = request.json
             except Exception:
-                return _error(400, "the body must be JSON")
+                return _error(400, "el cuerpo debe ser JSON")
             if not isinstance(body, dict) or not all(isinstance(body.get(k), str) for k in ("username", "password")):
-                return _error(400, "'username' and 'password' are required")
+                return _error(400, "faltan 'username' y 'password'")
             key = f"{request.remote_addr or request.ip}:{body['username']}"
             if not login_attempts.allow(key):
                 await run(desk.store.audit, None, "login_throttled", None, body["username"][:64])
-                return _error(429, "too many attempts: wait a few minutes")
+                return _error(429, "demasiados intentos: espere unos minutos")
             token = await run(desk.store.login, body["username"], body["password"])
             if token is None:
                 await run(desk.store.audit, None, "login_failed", None, body["username"][:64])
-                return _error(401, "wrong username or password")
+                return _error(401, "usuario o contraseña incorrectos")
             advisor_id, name = await run(desk.store.advisor_for_token, token)
             await run(desk.store.audit, advisor_id, "login")
             return response.json({"token": token, "advisor": name})
@@ -134,7 +143,7 @@ class AdvisorConsole(InputChannel):
         async def queue(request: Request, advisor) -> HTTPResponse:
             state = request.args.get("status", "waiting")
             if state not in STATES:
-                return _error(400, f"status must be one of {', '.join(STATES)}")
+                return _error(400, f"status debe ser uno de: {', '.join(STATES)}")
             views = await run(desk.store.queue, state)
             return response.json({"handoffs": [v.as_json() for v in views]})
 
@@ -149,8 +158,8 @@ class AdvisorConsole(InputChannel):
         @authenticated
         async def claim(request: Request, advisor, handoff_id: int) -> HTTPResponse:
             view, greeting = await run(desk.claim, handoff_id, advisor[0], advisor[1])
-            await deliver_to_person(request.app, view, greeting, author=f"advisor:{advisor[1]}")
-            return response.json({"handoff": view.as_json()})
+            delivered = await deliver_to_person(request.app, view, greeting, author=f"advisor:{advisor[1]}")
+            return response.json({"handoff": view.as_json(), "delivered": delivered})
 
         @console.route("/api/handoffs/<handoff_id:int>/messages", methods=["POST"])
         @authenticated
@@ -164,11 +173,12 @@ class AdvisorConsole(InputChannel):
             if window is not None and not is_within_reply_window(view, window):
                 return _error(
                     409,
-                    "WhatsApp only accepts free text within 24 hours of the person's last message: "
-                    "contact the person by phone or e-mail instead",
+                    "WhatsApp solo admite texto libre hasta 24 horas después del último mensaje de la "
+                    "persona: contáctela por teléfono o correo",
                 )
-            view = await run(desk.reply, handoff_id, advisor[0], text)
-            await deliver_to_person(request.app, view, ((text, ()),), author=f"advisor:{advisor[1]}")
+            if not await deliver_to_person(request.app, view, ((text, ()),), author=f"advisor:{advisor[1]}"):
+                return _error(502, f"el servicio de {view.channel} no aceptó el mensaje: intente de nuevo en un momento")
+            await run(desk.reply, handoff_id, advisor[0], text)
             return response.json({"ok": True}, status=201)
 
         @console.route("/api/handoffs/<handoff_id:int>/notes", methods=["POST"])
@@ -184,8 +194,8 @@ class AdvisorConsole(InputChannel):
         @authenticated
         async def close(request: Request, advisor, handoff_id: int) -> HTTPResponse:
             view, farewell = await run(desk.close, handoff_id, advisor[0])
-            await deliver_to_person(request.app, view, farewell, author="assistant")
-            return response.json({"handoff": view.as_json()})
+            delivered = await deliver_to_person(request.app, view, farewell, author="assistant")
+            return response.json({"handoff": view.as_json(), "delivered": delivered})
 
         @console.route("/api/canned", methods=["GET"])
         @authenticated

@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 from bot import runner
+from bot.handoff import HandoffStore
 from bot.knowledge import KnowledgeBase
 from bot.settings import CONTENT_DIR, Settings
-from standins import PUBLIC_URL, TelegramStandIn, TwilioStandIn
+from standins import PUBLIC_URL, Advisor, TelegramStandIn, TwilioStandIn
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 HANDOFF_WAIT_SECONDS = 30
@@ -50,6 +51,13 @@ def telegram_standin() -> TelegramStandIn:
     standin = TelegramStandIn().start()
     yield standin
     standin.stop()
+
+
+@pytest.fixture(scope="session")
+def advisor(assistant) -> Advisor:
+    """An advisor account, logged in to the running assistant's advisor API."""
+    HandoffStore(assistant.settings.handoff_database_url).add_advisor("rosa.canales", "clave-de-prueba-456", "Rosa")
+    return Advisor(assistant.url).log_in("rosa.canales", "clave-de-prueba-456")
 
 
 @pytest.fixture(scope="session")
@@ -92,9 +100,12 @@ CHROMIUM_FLAGS = [
 ]  # fmt: skip
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
-    """Debian's Chromium driven by Playwright. Required under CI; skipped elsewhere if absent."""
+    """Debian's Chromium driven by Playwright. Required under CI; skipped elsewhere if absent.
+
+    Module-scoped: Playwright's sync API runs an event loop in this thread while it is open, which
+    would break `asyncio.run` in the tests of other modules."""
     if CHROMIUM is None:
         if os.environ.get("CI"):
             pytest.fail("Chromium is required under CI: `make browser` installs Debian's package")

@@ -59,8 +59,8 @@ def test_follow_up_keeps_the_topic_and_answers_for_the_new_country(assistant):
 
 def test_gibberish_twice_asks_did_you_mean_then_offers_an_advisor(assistant):
     conversation = assistant.new()
-    conversation.say_text("xkcd qwerty zzz")
-    second = conversation.say("bla bla ñam ñam pqr")
+    assert "¿Quiso decir" in conversation.say_text("qwpoe rtuy")
+    second = conversation.say("lkjh gfds mnbv")
     payloads = [b["payload"] for m in second for b in m.get("buttons") or []]
     assert "/human_handoff" in payloads
 

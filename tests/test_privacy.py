@@ -35,3 +35,21 @@ def test_turn_line_names_intent_actions_and_latency_but_no_text():
     assert "intent=contact_channels" in line and "confidence=0.93" in line
     assert "actions=action_answer " in line and "channel=rest" in line and "latency_ms=100" in line
     assert "987654321" not in line and "0800" not in line
+
+
+def test_every_log_record_is_redacted_once_installed(caplog):
+    import logging
+
+    from bot.privacy import install_log_redaction
+
+    install_log_redaction()
+    install_log_redaction()  # idempotent
+    with caplog.at_level(logging.DEBUG):
+        logging.getLogger("rasa.core.processor").debug("Received user message '%s'", "mi dni 45781234 y a@b.pe")
+    assert "45781234" not in caplog.text and "a@b.pe" not in caplog.text
+    assert "[número]" in caplog.text and "[correo]" in caplog.text
+
+
+def test_pseudonyms_and_figures_in_log_lines_survive_redaction():
+    line = "turn conversation=655e786674d9 channel=rest intent=greet confidence=0.98 latency_ms=132"
+    assert redact(line) == line

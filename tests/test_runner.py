@@ -20,3 +20,27 @@ def test_endpoints_follow_the_ports_and_var_dir_of_the_run(tmp_path):
     endpoints = effective_endpoints({"tracker_store": {"type": "x", "dialect": "sqlite", "db": "var/tracker.db"}}, settings)
     assert endpoints["action_endpoint"]["url"] == "http://127.0.0.1:6123/webhook"
     assert endpoints["tracker_store"]["db"] == str(tmp_path / "tracker.db")
+
+
+def test_production_services_are_chosen_by_environment_variables_only(tmp_path):
+    base = {"tracker_store": {"type": "channels.tracker_store.TurnLoggingSQLTrackerStore", "dialect": "sqlite", "db": "x"}}
+    embedded = effective_endpoints(base, Settings.from_env({"SOM_VAR_DIR": str(tmp_path)}))
+    assert "lock_store" not in embedded and "event_broker" not in embedded
+    production = effective_endpoints(
+        base,
+        Settings.from_env(
+            {
+                "DATABASE_URL": "postgresql://som:s%40cret@db.internal:5433/som",
+                "REDIS_URL": "redis://:pw@cache.internal:6380/2",
+                "REDIS_KEY_PREFIX": "som1",
+                "AMQP_URL": "amqp://guest:guest@mq.internal:5672/",
+            }
+        ),
+    )
+    store = production["tracker_store"]
+    assert (store["dialect"], store["url"], store["port"], store["db"]) == ("postgresql", "db.internal", 5433, "som")
+    assert (store["username"], store["password"]) == ("som", "s@cret")
+    lock = production["lock_store"]
+    assert lock["type"] == "channels.lock_store.AtomicRedisLockStore"
+    assert (lock["url"], lock["port"], lock["db"], lock["password"], lock["key_prefix"]) == ("cache.internal", 6380, 2, "pw", "som1")
+    assert production["event_broker"]["type"] == "pika" and production["event_broker"]["url"] == "mq.internal"

@@ -1,0 +1,153 @@
+"""What the WhatsApp and Telegram channels share.
+
+Both acknowledge the webhook at once and work in the background, one message at a time per
+conversation (so answers keep the order of the questions); both apply the flood limit, cut
+over-long input and answer media the same way; and both send with retries that never repeat a
+message the provider may already have accepted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, TypeVar
+
+from rasa.core.channels.channel import OutputChannel, UserMessage
+
+from bot.messaging import FloodLimiter, Flood, Option, as_free_text, cut_input
+from bot.privacy import hash_id
+from bot.services import knowledge_base
+from channels.delivery import OnNewMessage, deliver
+from channels.outbound import OutboundSender
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+RETRY_DELAYS = (0.5, 1.0, 2.0)  # seconds before the 2nd, 3rd and 4th attempt
+MAX_RETRY_WAIT = 30.0
+MEDIA_ENTRY = "channels.media"
+# Media reaches Rasa as this payload: the dialogue answers with the knowledge-base entry, and the
+# tracker keeps the media in the message's metadata for an advisor.
+MEDIA_PAYLOAD = f'/inform{{"entry": "{MEDIA_ENTRY}"}}'
+
+
+class DeliveryError(Exception):
+    """A message could not be delivered; the provider did not accept it (or may not have).
+
+    The channels' outbound senders raise it; Rasa's output (`ChatOutput`) logs it instead."""
+
+
+def channel_text(entry_id: str) -> str:
+    """A short text of `data/content/channels.yml`, as it is on disk now."""
+    return knowledge_base().current().entry(entry_id).messages[0]
+
+
+async def with_retries(attempt: Callable[[], Awaitable[T]], retry_wait: Callable[[Exception], float | None]) -> T:
+    """Run `attempt`, retrying with backoff while `retry_wait` says the provider did not take it.
+
+    `retry_wait(error)` is None when a retry could duplicate the message (or cannot help), else
+    the least time to wait (a 429's retry-after). Raises `DeliveryError` when giving up.
+    """
+    delays = iter(RETRY_DELAYS)
+    while True:
+        try:
+            return await attempt()
+        except Exception as error:
+            wait, delay = retry_wait(error), next(delays, None)
+            if wait is None or delay is None:
+                raise DeliveryError(f"{type(error).__name__}: {error}") from error
+            await asyncio.sleep(min(max(delay, wait), MAX_RETRY_WAIT))
+
+
+class ChatOutput(OutputChannel):
+    """Rasa's output for a chat app: one message per knowledge-base message (no split on blank
+    lines), buttons rendered by the channel's sender, and failures logged, never raised into Rasa
+    (so the turn is still saved)."""
+
+    def __init__(self, sender: OutboundSender) -> None:
+        self.sender = sender
+
+    async def send_text_message(self, recipient_id: str, text: str, **kwargs: Any) -> None:
+        await self._send(recipient_id, text, ())
+
+    async def send_text_with_buttons(
+        self, recipient_id: str, text: str, buttons: list[dict[str, Any]], **kwargs: Any
+    ) -> None:
+        await self._send(recipient_id, text, tuple((str(b["title"]), str(b["payload"])) for b in buttons))
+
+    async def _send(self, recipient_id: str, text: str, buttons: tuple[Option, ...]) -> None:
+        try:
+            await self.sender.send(recipient_id, text, buttons)
+        except DeliveryError as error:
+            logger.error("%s: message to conversation %s not delivered: %s", self.name(), hash_id(recipient_id), error)
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """One message from a person, as the channel understood it."""
+
+    sender_id: str  # the conversation id, namespaced: "whatsapp:+51…", "telegram:<chat id>"
+    received_at: float
+    text: str = ""  # typed by the person
+    payload: str | None = None  # from one of our buttons or numbered options
+    media: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass
+class InboundPath:
+    """From webhook to Rasa for one channel: ordering, flood limit, length cut, media."""
+
+    channel: str
+    output: ChatOutput
+    flood: FloodLimiter = field(default_factory=FloodLimiter)
+    _tails: dict[str, asyncio.Task] = field(default_factory=dict)
+
+    def in_order(self, conversation: str, work: Callable[[], Awaitable[Any]]) -> None:
+        """Run `work` in the background after earlier work of the same conversation; log failures."""
+        previous = self._tails.get(conversation)
+
+        async def run() -> None:
+            if previous is not None:
+                await asyncio.wait({previous})
+            await work()
+
+        task = asyncio.create_task(run())
+        self._tails[conversation] = task
+        task.add_done_callback(lambda done: self._finished(conversation, done))
+
+    def _finished(self, conversation: str, task: asyncio.Task) -> None:
+        if self._tails.get(conversation) is task:
+            del self._tails[conversation]
+        if not task.cancelled() and task.exception() is not None:
+            logger.error(
+                "%s: message of conversation %s failed", self.channel, hash_id(conversation), exc_info=task.exception()
+            )
+
+    async def handle(self, on_new_message: OnNewMessage, inbound: Inbound) -> None:
+        """Give the message to Rasa, unless the sender is flooding; media first, then the text."""
+        sender = inbound.sender_id
+        verdict = self.flood.check(sender)
+        if verdict is Flood.WARN:
+            await self.output.send_text_message(sender, channel_text("channels.flood"))
+        if verdict is not Flood.ALLOW:
+            return
+        if inbound.media:
+            await self._to_rasa(on_new_message, inbound, MEDIA_PAYLOAD, media=list(inbound.media))
+        if inbound.payload:
+            await self._to_rasa(on_new_message, inbound, inbound.payload)
+        elif text := as_free_text(inbound.text):
+            text, was_cut = cut_input(text)
+            if was_cut:
+                await self.output.send_text_message(sender, channel_text("channels.too_long"))
+            await self._to_rasa(on_new_message, inbound, text)
+
+    async def _to_rasa(self, on_new_message: OnNewMessage, inbound: Inbound, text: str, **metadata: Any) -> None:
+        message = UserMessage(
+            text,
+            self.output,
+            inbound.sender_id,
+            input_channel=self.channel,
+            metadata={"received_at": inbound.received_at, **metadata},
+        )
+        await deliver(on_new_message, message)

@@ -1,0 +1,47 @@
+"""The windowed SQL tracker store: Rasa sees the recent session with current slots; nothing is lost."""
+
+from __future__ import annotations
+
+import asyncio
+
+from rasa.shared.core.domain import Domain
+from rasa.shared.core.events import ActionExecuted, BotUttered, SessionStarted, SlotSet, UserUttered
+
+from channels.tracker_store import RECENT_EVENTS, TurnLoggingSQLTrackerStore
+
+DOMAIN = Domain.from_dict(
+    {
+        "intents": ["greet"],
+        "slots": {
+            "country": {"type": "text", "mappings": [{"type": "custom"}]},
+            "topic": {"type": "text", "mappings": [{"type": "custom"}]},
+        },
+    }
+)
+
+
+def _turn(i: int) -> list:
+    events = [UserUttered(f"mensaje {i}", {"name": "greet", "confidence": 1.0}), ActionExecuted("action_answer")]
+    events += [BotUttered(f"respuesta {i}"), SlotSet("topic", f"tema {i}"), ActionExecuted("action_listen")]
+    return events
+
+
+def test_long_sessions_are_windowed_but_keep_slots_and_every_event(tmp_path):
+    store = TurnLoggingSQLTrackerStore(DOMAIN, dialect="sqlite", db=str(tmp_path / "t.db"))
+
+    async def scenario():
+        tracker = await store.create_tracker("persona")
+        tracker.update_with_events([SessionStarted(), ActionExecuted("action_listen"), SlotSet("country", "Chile")], DOMAIN)
+        await store.save(tracker)
+        for i in range(60):  # one turn per message, each saved like Rasa does
+            tracker = await store.retrieve("persona")
+            tracker.update_with_events(_turn(i), DOMAIN)
+            await store.save(tracker)
+        return await store.retrieve("persona"), await store.retrieve_full_tracker("persona")
+
+    recent, full = asyncio.run(scenario())
+    assert len(recent.events) <= RECENT_EVENTS + 3 < len(full.events)
+    assert recent.get_slot("country") == "Chile"  # set long before the window
+    assert recent.get_slot("topic") == "tema 59"
+    assert recent.latest_message.text == "mensaje 59"
+    assert [e.text for e in full.events if isinstance(e, UserUttered)] == [f"mensaje {i}" for i in range(60)]
