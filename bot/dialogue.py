@@ -84,6 +84,8 @@ class Responder:
             return Reply(messages=(), slots=slots, handoff=turn.slots.get("pending_offer") or REQUESTED)
         elif intent == "inform":
             messages = self._inform(turn, country, slots)
+            if messages is None:
+                return self._fallback(turn)
         elif intent in SENSITIVE_TOPICS and SENSITIVE_SIGNS.search(fold(turn.text)):
             slots["topic"], slots["pending_offer"] = intent, SENSITIVE
             messages = self._render(self.kb.main_entry(intent)) + self._render(self.kb.entry("handoff.sensitive_offer"))
@@ -130,7 +132,7 @@ class Responder:
 
     # --- topics -------------------------------------------------------------------------
 
-    def _inform(self, turn: Turn, country: Country | None, slots: dict[str, Any]) -> list[Message]:
+    def _inform(self, turn: Turn, country: Country | None, slots: dict[str, Any]) -> list[Message] | None:
         if turn.entry and turn.entry in self.kb.entries:
             return self._render(self.kb.entry(turn.entry))
         topic = turn.slots.get("topic")
@@ -142,7 +144,7 @@ class Responder:
             return [Message(self._fill(entry.messages[0], country), buttons)]
         if topic in COUNTRY_TOPICS:
             return self._render(self.kb.entry("country.ask"), with_source=False)
-        return self._render(self.kb.entry("conversation.not_understood"), with_source=False)
+        return None  # a detail with nothing to attach it to: not understood
 
     def _topic(self, intent: str, country: Country | None) -> list[Message]:
         if intent in ("andean_worker", "foreigner_work_peru") and country:

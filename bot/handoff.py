@@ -138,12 +138,16 @@ class TranscriptLine:
 
 def _engine_for(database_url: str) -> sa.engine.Engine:
     if database_url.startswith("sqlite"):
-        engine = sa.create_engine(database_url, connect_args={"check_same_thread": False, "timeout": 30})
+        # A pool keeps connections (and their pragmas) instead of reopening the file every query.
+        engine = sa.create_engine(
+            database_url, poolclass=sa.pool.QueuePool, connect_args={"check_same_thread": False, "timeout": 30}
+        )
 
         @sa.event.listens_for(engine, "connect")
         def _sqlite_pragmas(connection, _record) -> None:
             cursor = connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.close()
 
@@ -248,6 +252,18 @@ class HandoffStore:
             for author, text in transcript:
                 s.add(HandoffMessage(handoff_id=record.id, author=author, text=text))
             return self._view(s, record)
+
+    def involves(self, conversation_id: str) -> bool:
+        """One cheap query on every message: is a hand-off open, or a rating awaited?"""
+        with self._session() as s:
+            query = s.query(Handoff.id).filter(
+                Handoff.conversation_id == conversation_id,
+                sa.or_(
+                    sa.and_(Handoff.state.in_(OPEN_STATES), Handoff.message_left.is_(False)),
+                    Handoff.awaiting_rating.is_(True),
+                ),
+            )
+            return query.first() is not None
 
     def open_for(self, conversation_id: str) -> HandoffView | None:
         """The hand-off that intercepts this conversation's messages, if any."""

@@ -83,6 +83,8 @@ class HandoffDesk:
 
     def on_person_message(self, conversation_id: str, text: str) -> Decision:
         """Route one inbound message: to the assistant, or into the hand-off."""
+        if not self.store.involves(conversation_id):
+            return Decision(to_assistant=text)
         view = self.store.open_for(conversation_id)
         if view is None:
             return self._after_handoff(conversation_id, text)

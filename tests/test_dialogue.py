@@ -136,3 +136,9 @@ def test_follow_up_buttons_open_entries(responder, kb):
 )
 def test_key_facts_per_topic(responder, intent, expected):
     assert expected in text_of(responder.respond(Turn(intent)))
+
+
+def test_a_bare_detail_with_nothing_to_attach_it_to_counts_as_not_understood(responder):
+    ranking = (("inform", 0.6), ("out_of_scope", 0.2), ("som_info", 0.1), ("work_abroad", 0.05))
+    first = responder.respond(Turn("inform", text="qwpoe rtuy", ranking=ranking))
+    assert "¿Quiso decir" in text_of(first) and first.slots["fallback_streak"] == 1.0
