@@ -7,6 +7,8 @@ message's reply proves that everything sent before it has been handled ("barrier
 
 from __future__ import annotations
 
+import datetime
+import json
 import random
 import urllib.error
 import urllib.parse
@@ -16,6 +18,7 @@ import uuid
 import pytest
 from twilio.request_validator import RequestValidator
 
+from bot.handoff import HandoffStore
 from bot.privacy import hash_id
 from bot.settings import WHATSAPP_WEBHOOK_PATH, Settings
 from channels._common import DeliveryError
@@ -224,6 +227,24 @@ def test_an_advisor_reply_reaches_the_person_on_whatsapp(person, advisor):
     person.wait_reply("puesto")
     advisor.write(advisor.take(person.address), "Hola, soy Rosa del SOM. ¿En qué país trabaja?")
     person.wait_reply("Hola, soy Rosa del SOM.")
+
+
+@pytest.mark.model
+def test_advisor_free_text_is_refused_after_whatsapps_24_hour_window(person, advisor, assistant, twilio_standin):
+    person.send("quiero hablar con un asesor")
+    person.wait_reply("puesto")
+    handoff = advisor.take(person.address)
+    store = HandoffStore(assistant.settings.handoff_database_url)
+    with store.engine.begin() as connection:
+        connection.execute(
+            "update handoffs set last_person_message_at = :then where id = :id",
+            {"then": datetime.datetime.utcnow() - datetime.timedelta(hours=25), "id": handoff},
+        )
+    sent_before = len(twilio_standin.bodies(person.address))
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        advisor.write(handoff, "Hola, ¿sigue ahí?")
+    assert refused.value.code == 409 and "24 horas" in json.loads(refused.value.read())["error"]
+    assert len(twilio_standin.bodies(person.address)) == sent_before  # nothing went out
 
 
 @pytest.mark.model
