@@ -83,7 +83,7 @@ def effective_endpoints(base: dict, settings: Settings) -> dict:
         endpoints["event_broker"] = {
             "type": "pika", "url": amqp.hostname, "port": amqp.port or 5672,
             "username": unquote(amqp.username or "guest"), "password": unquote(amqp.password or "guest"),
-            "queues": ["som_events"],
+            "queues": [settings.env.get("AMQP_QUEUE", "som_events")],
         }  # fmt: skip
     return endpoints
 

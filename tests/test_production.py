@@ -5,6 +5,7 @@ Each run gets its own database and Redis key prefix, and removes them afterwards
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -28,6 +29,7 @@ from conftest import ALWAYS_OPEN_HOURS, ARTIFACTS, free_port
 pytestmark = pytest.mark.model
 POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 REDIS_URL = "redis://127.0.0.1:6379/0"
+AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 
 
 def _require_services() -> None:
@@ -44,6 +46,14 @@ def _require_services() -> None:
         if os.environ.get("CI"):
             pytest.fail(f"required under CI: {', '.join(problems)} (.ci/run starts them)")
         pytest.skip(f"not running: {', '.join(problems)}")
+
+
+def _rabbitmq_available() -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", 5672), timeout=2).close()
+        return True
+    except OSError:
+        return False
 
 
 def _consecutive_free_ports(count: int) -> int:
@@ -77,6 +87,7 @@ def cluster(tmp_path_factory):
     var_dir = tmp_path_factory.mktemp("cluster")
     (var_dir / "office_hours.yml").write_text(ALWAYS_OPEN_HOURS)
     prefix = f"somtest{uuid.uuid4().hex[:8]}"
+    rabbitmq = _rabbitmq_available()
     settings = Settings.from_env(
         {
             **os.environ,
@@ -85,6 +96,7 @@ def cluster(tmp_path_factory):
             "DATABASE_URL": f"postgresql://postgres@127.0.0.1:5432/{database}",
             "REDIS_URL": REDIS_URL,
             "REDIS_KEY_PREFIX": prefix,
+            **({"AMQP_URL": AMQP_URL, "AMQP_QUEUE": prefix} if rabbitmq else {}),
             "RASA_PORT": str(_consecutive_free_ports(2)),
             "ACTION_PORT": str(free_port()),
         }
@@ -169,6 +181,40 @@ def test_action_server_down_gives_a_clear_message_and_recovers(cluster):
         cluster.start_process("actions")
         cluster.wait_ready()
     assert "asistente virtual" in replica.say_text(person, "hola")
+
+
+def test_events_are_published_to_rabbitmq(cluster):
+    if "AMQP_URL" not in cluster.settings.env:
+        if os.environ.get("CI"):
+            pytest.fail("RabbitMQ is required under CI on this machine (127.0.0.1:5672)")
+        pytest.skip("RabbitMQ is not running on 127.0.0.1:5672")
+    import aio_pika
+
+    person = f"broker-{uuid.uuid4().hex[:6]}"
+    Replica(cluster.rasa_urls[0]).say(person, "hola")
+    queue_name = cluster.settings.env["AMQP_QUEUE"]
+
+    async def published_events() -> list[dict]:
+        connection = await aio_pika.connect_robust(AMQP_URL)
+        async with connection:
+            channel = await connection.channel()
+            queue = await channel.declare_queue(queue_name, durable=True)
+            events, deadline = [], time.monotonic() + 20
+            while time.monotonic() < deadline and not any(e.get("event") == "bot" for e in events):
+                message = await queue.get(fail=False)
+                if message is None:
+                    await asyncio.sleep(0.2)
+                    continue
+                await message.ack()
+                body = json.loads(message.body)
+                if body.get("sender_id") == person:
+                    events.append(body)
+            await queue.delete(if_unused=False, if_empty=False)
+            return events
+
+    events = asyncio.run(published_events())
+    kinds = [e["event"] for e in events]
+    assert "user" in kinds and "bot" in kinds, kinds
 
 
 def test_purge_works_on_the_production_profile(cluster):
