@@ -13,11 +13,14 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, TypeVar
 
-from rasa.core.channels.channel import OutputChannel, UserMessage
+from rasa.core.channels.channel import InputChannel, OutputChannel, UserMessage
+from sanic import Blueprint
 
 from bot.messaging import FloodLimiter, Flood, Option, as_free_text, cut_input
 from bot.privacy import hash_id
 from bot.services import knowledge_base
+from bot.settings import Settings
+from channels import outbound
 from channels.delivery import OnNewMessage, deliver
 from channels.outbound import OutboundSender
 
@@ -151,3 +154,29 @@ class InboundPath:
             metadata={"received_at": inbound.received_at, **metadata},
         )
         await deliver(on_new_message, message)
+
+
+class ProviderChannel(InputChannel):
+    """The wiring WhatsApp and Telegram share: settings from the environment (never from
+    credentials.yml), an outbound sender registered for advisor hand-off, and a webhook blueprint
+    that closes the sender's HTTP client when the server stops."""
+
+    sender: Any
+    output: OutputChannel
+
+    @classmethod
+    def from_credentials(cls, credentials: dict[str, Any] | None) -> "ProviderChannel":
+        return cls(Settings.from_env())
+
+    def get_output_channel(self) -> OutputChannel:
+        return self.output
+
+    def webhook_blueprint(self) -> Blueprint:
+        outbound.register(self.name(), self.sender)
+        webhook = Blueprint(f"{self.name()}_channel", __name__)
+
+        @webhook.listener("after_server_stop")
+        async def close(app: Any, loop: Any) -> None:
+            await self.sender.close()
+
+        return webhook

@@ -21,7 +21,6 @@ from functools import partial
 from typing import Any
 
 import httpx
-from rasa.core.channels.channel import InputChannel, OutputChannel
 from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
@@ -32,8 +31,7 @@ from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError, 
 from bot.messaging import TELEGRAM_MAX_CHARS, CallbackData, Option, RecentIds, split_message, telegram_html
 from bot.settings import Settings
 from bot.telegram_api import SECRET_HEADER, make_bot
-from channels import outbound
-from channels._common import ChatOutput, Inbound, InboundPath, with_retries
+from channels._common import ChatOutput, Inbound, InboundPath, ProviderChannel, with_retries
 from channels.delivery import OnNewMessage
 
 logger = logging.getLogger(__name__)
@@ -125,15 +123,10 @@ class TelegramOutput(ChatOutput):
         return "telegram"
 
 
-class TelegramChannel(InputChannel):
+class TelegramChannel(ProviderChannel):
     @classmethod
     def name(cls) -> str:
         return "telegram"
-
-    @classmethod
-    def from_credentials(cls, credentials: dict[str, Any] | None) -> "TelegramChannel":
-        """Settings come from the environment (see README), never from credentials.yml."""
-        return cls(Settings.from_env())
 
     def __init__(self, settings: Settings) -> None:
         self.secret = settings.telegram_webhook_secret.encode("utf-8")
@@ -142,16 +135,8 @@ class TelegramChannel(InputChannel):
         self.inbound = InboundPath(self.name(), self.output)
         self.recent = RecentIds()
 
-    def get_output_channel(self) -> OutputChannel:
-        return self.output
-
     def blueprint(self, on_new_message: OnNewMessage) -> Blueprint:
-        outbound.register(self.name(), self.sender)
-        webhook = Blueprint("telegram_channel", __name__)
-
-        @webhook.listener("after_server_stop")
-        async def close(app: Any, loop: Any) -> None:
-            await self.sender.close()
+        webhook = self.webhook_blueprint()
 
         @webhook.route("/webhook", methods=["POST"])
         async def receive(request: Request) -> HTTPResponse:

@@ -20,7 +20,6 @@ from urllib.parse import parse_qs
 
 import aiohttp
 from rasa.core.agent import Agent
-from rasa.core.channels.channel import InputChannel, OutputChannel
 from rasa.shared.core.events import BotUttered
 from sanic import Blueprint, response
 from sanic.request import Request, RequestParameters
@@ -33,8 +32,7 @@ from twilio.twiml.messaging_response import MessagingResponse
 
 from bot.messaging import WHATSAPP_MAX_CHARS, Option, RecentIds, match_option, numbered_options, split_message
 from bot.settings import WHATSAPP_WEBHOOK_PATH, Settings
-from channels import outbound
-from channels._common import ChatOutput, Inbound, InboundPath, channel_text, with_retries
+from channels._common import ChatOutput, Inbound, InboundPath, ProviderChannel, channel_text, with_retries
 from channels.delivery import OnNewMessage
 
 logger = logging.getLogger(__name__)
@@ -118,15 +116,10 @@ class WhatsAppOutput(ChatOutput):
         return "whatsapp"
 
 
-class WhatsAppChannel(InputChannel):
+class WhatsAppChannel(ProviderChannel):
     @classmethod
     def name(cls) -> str:
         return "whatsapp"
-
-    @classmethod
-    def from_credentials(cls, credentials: dict[str, Any] | None) -> "WhatsAppChannel":
-        """Settings come from the environment (see README), never from credentials.yml."""
-        return cls(Settings.from_env())
 
     def __init__(self, settings: Settings) -> None:
         self.public_webhook_url = settings.public_url + WHATSAPP_WEBHOOK_PATH
@@ -136,16 +129,8 @@ class WhatsAppChannel(InputChannel):
         self.inbound = InboundPath(self.name(), self.output)
         self.recent = RecentIds()
 
-    def get_output_channel(self) -> OutputChannel:
-        return self.output
-
     def blueprint(self, on_new_message: OnNewMessage) -> Blueprint:
-        outbound.register(self.name(), self.sender)
-        webhook = Blueprint("whatsapp_channel", __name__)
-
-        @webhook.listener("after_server_stop")
-        async def close(app: Any, loop: Any) -> None:
-            await self.sender.close()
+        webhook = self.webhook_blueprint()
 
         @webhook.route("/webhook", methods=["POST"])
         async def receive(request: Request) -> HTTPResponse:
