@@ -136,9 +136,8 @@ def cmd_cluster(settings: Settings, args: argparse.Namespace) -> int:
     stack = runner.Stack(replicas, runner.train(settings), replicas=2)
     if runner.port_in_use(settings.rasa_port):
         raise runner.StartupError(f"El puerto {settings.rasa_port} ya está en uso.")
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, _interrupt)
-    try:
+
+    def start() -> str:
         stack.start()
         nginx_dir = settings.var_dir / "nginx"
         nginx_dir.mkdir(parents=True, exist_ok=True)
@@ -146,17 +145,13 @@ def cmd_cluster(settings: Settings, args: argparse.Namespace) -> int:
         stack.processes["nginx"] = subprocess.Popen(
             ["nginx", "-c", str(nginx_dir / "nginx.conf"), "-g", "daemon off;"], start_new_session=True
         )
-        print(
+        return (
             f"\nGrupo listo: nginx en http://127.0.0.1:{settings.rasa_port} → réplicas "
             f"{', '.join(stack.rasa_urls)}\n  Base de datos: {settings.database_url}\n"
-            f"  Redis: {settings.redis_url}\n  Detener: Ctrl-C\n",
-            flush=True,
+            f"  Redis: {settings.redis_url}\n  Detener: Ctrl-C\n"
         )
-        return stack.wait()
-    except KeyboardInterrupt:
-        print("\nDeteniendo el grupo…", flush=True)
-        stack.stop()
-        return 0
+
+    return _serve_until_stopped(stack, start)
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -180,24 +175,31 @@ def _interrupt(signum, frame) -> None:
 
 
 def cmd_run(settings: Settings, args: argparse.Namespace) -> int:
-    model = runner.train(settings)
-    stack = runner.Stack(settings, model)
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, _interrupt)
-    try:
+    stack = runner.Stack(settings, runner.train(settings))
+
+    def start() -> str:
         stack.start()
-        print(
+        return (
             "\nEl asistente está listo.\n"
             f"  REST:  POST {stack.rasa_url}/webhooks/rest/webhook  "
             '{"sender": "prueba", "message": "hola"}\n'
             f"  Chat web (demostración):  {stack.rasa_url}/webchat/\n"
             f"  Consola de asesores:  {stack.rasa_url}/advisor/  (cuentas: make advisor NAME=usuario)\n"
-            "  Detener: Ctrl-C\n",
-            flush=True,
+            "  Detener: Ctrl-C\n"
         )
+
+    return _serve_until_stopped(stack, start)
+
+
+def _serve_until_stopped(stack: runner.Stack, start) -> int:
+    """Run `start` (which returns the banner to print), then serve until a child exits or Ctrl-C."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _interrupt)
+    try:
+        print(start(), flush=True)
         return stack.wait()
     except KeyboardInterrupt:
-        print("\nDeteniendo el asistente…", flush=True)
+        print("\nDeteniendo…", flush=True)
         stack.stop()
         return 0
 
