@@ -63,7 +63,8 @@ def effective_endpoints(base: dict, settings: Settings) -> dict:
     DATABASE_URL moves trackers to that database, REDIS_URL adds the Redis lock store, AMQP_URL the
     RabbitMQ event broker; without them everything stays embedded (SQLite, in-memory locks)."""
     endpoints = dict(base or {})
-    endpoints["action_endpoint"] = {"url": settings.action_url}
+    # The action gets the tracker only: serialising the domain into every call costs time for nothing.
+    endpoints["action_endpoint"] = {"url": settings.action_url, "enable_selective_domain": True}
     store = dict(endpoints.get("tracker_store") or {})
     if settings.database_url:
         store.update(_database_fields(settings.database_url))

@@ -9,6 +9,7 @@ lost: every event is still stored, and `retrieve_full_tracker` returns the whole
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from typing import Any
@@ -38,66 +39,97 @@ class TurnLoggingSQLTrackerStore(SQLTrackerStore):
             self.sessionmaker = sa.orm.sessionmaker(bind=self.engine)
 
     async def retrieve(self, sender_id: str) -> DialogueStateTracker | None:
-        with self.session_scope() as session:
-            events = self._recent_session_events(session, sender_id)
+        with self.engine.connect() as connection:
+            events = self._recent_session_events(connection, sender_id)
         if not events:
             return None
         tracker = DialogueStateTracker.from_dict(sender_id, events, self.domain.slots)
         setattr(tracker, LOADED, len(tracker.events))
         return tracker
 
-    def _recent_session_events(self, session: Any, sender_id: str) -> list[dict]:
-        table = self.SQLEvent
-        of_sender = table.sender_id == sender_id
-        session_start = (
-            session.query(sa.func.max(table.id)).filter(of_sender, table.type_name == SessionStarted.type_name).scalar()
-        ) or 0
-        in_session = sa.and_(of_sender, table.id >= session_start)
-        rows = session.query(table.id, table.data).filter(in_session).order_by(table.id.desc()).limit(RECENT_EVENTS)
-        recent = list(reversed(rows.all()))
-        if not recent:
-            return []
-        if recent[0][0] == session_start or len(recent) < RECENT_EVENTS:
-            return [json.loads(data) for _, data in recent]
+    def _recent_session_events(self, connection: Any, sender_id: str) -> list[dict]:
+        """The window in one query; one more, for the slots set before it, once the window is full."""
+        recent = connection.execute(self._reads.window, {"sender_id": sender_id}).all()[::-1]
+        events = [json.loads(data) for _, data, _ in recent]
+        if not recent or recent[0][0] == recent[0][2] or len(recent) < RECENT_EVENTS:
+            return events
         # Start at a turn boundary, after the session start and the slots as they were then.
-        events = [json.loads(data) for _, data in recent]
         first_turn = next((i for i, e in enumerate(events) if _is_listen(e)), 0)
-        latest_slot_events = (
-            session.query(sa.func.max(table.id))
-            .filter(in_session, table.type_name == "slot", table.id < recent[first_turn][0])
-            .group_by(table.action_name)
-        )
-        head_ids = [session_start, *(row[0] for row in latest_slot_events)]
-        head = session.query(table.data).filter(table.id.in_(head_ids)).order_by(table.id)
+        head = connection.execute(self._reads.head, {"sender_id": sender_id, "before": recent[first_turn][0]})
         return [json.loads(data) for (data,) in head] + events[first_turn:]
+
+    @functools.cached_property
+    def _reads(self) -> "_Reads":
+        return _Reads(self.SQLEvent.__table__)
 
     async def save(self, tracker: DialogueStateTracker) -> None:
         loaded = getattr(tracker, LOADED, None)
-        if loaded is None:  # a tracker this store did not hand out: let Rasa count what is new
+        if loaded is None and not self._has_events(tracker.sender_id):
+            loaded = 0  # a new conversation (Rasa creates its tracker without asking this store)
+        if loaded is None:  # another tracker this store did not hand out: let Rasa count what is new
             await super().save(tracker)
         else:
             new_events = list(tracker.events)[loaded:]
             if self.event_broker:
                 await self._stream_new_events(self.event_broker, new_events, tracker.sender_id)
-            with self.session_scope() as session:
-                for event in new_events:
-                    session.add(self._row(tracker.sender_id, event.as_dict(), event.type_name))
-                session.commit()
+            if new_events:
+                with self.engine.begin() as connection:
+                    connection.execute(
+                        self.SQLEvent.__table__.insert(),
+                        [self._row(tracker.sender_id, event.as_dict(), event.type_name) for event in new_events],
+                    )
         setattr(tracker, LOADED, len(tracker.events))
         summary = summarise_last_turn(tracker.sender_id, (e.as_dict() for e in _last_turn(tracker)))
         if summary:
             turn_logger.info(summary.log_line())
 
-    def _row(self, sender_id: str, data: dict, type_name: str) -> Any:
+    def _has_events(self, sender_id: str) -> bool:
+        with self.engine.connect() as connection:
+            return connection.execute(self._reads.any_event, {"sender_id": sender_id}).first() is not None
+
+    @staticmethod
+    def _row(sender_id: str, data: dict, type_name: str) -> dict[str, Any]:
         """One `events` row, filled in exactly as Rasa's own `save` does."""
-        return self.SQLEvent(
-            sender_id=sender_id,
-            type_name=type_name,
-            timestamp=data.get("timestamp"),
-            intent_name=(data.get("parse_data") or {}).get("intent", {}).get("name"),
-            action_name=data.get("name"),
-            data=json.dumps(data),
+        return {
+            "sender_id": sender_id,
+            "type_name": type_name,
+            "timestamp": data.get("timestamp"),
+            "intent_name": (data.get("parse_data") or {}).get("intent", {}).get("name"),
+            "action_name": data.get("name"),
+            "data": json.dumps(data),
+        }
+
+
+class _Reads:
+    """This store's queries, built once: the latest session's newest events (with the id of its
+    start), the session start plus the latest value of each slot set before an id, and whether a
+    conversation has any event at all."""
+
+    def __init__(self, table: sa.Table) -> None:
+        of_sender = table.c.sender_id == sa.bindparam("sender_id")
+        session_start = (
+            sa.select(sa.func.coalesce(sa.func.max(table.c.id), 0))
+            .where(of_sender, table.c.type_name == SessionStarted.type_name)
+            .scalar_subquery()
         )
+        in_session = sa.and_(of_sender, table.c.id >= session_start)
+        self.window = (
+            sa.select(table.c.id, table.c.data, session_start)
+            .where(in_session)
+            .order_by(table.c.id.desc())
+            .limit(RECENT_EVENTS)
+        )
+        latest_slot_ids = (
+            sa.select(sa.func.max(table.c.id))
+            .where(in_session, table.c.type_name == "slot", table.c.id < sa.bindparam("before"))
+            .group_by(table.c.action_name)
+        )
+        self.head = (
+            sa.select(table.c.data)
+            .where(sa.or_(table.c.id == session_start, table.c.id.in_(latest_slot_ids)))
+            .order_by(table.c.id)
+        )
+        self.any_event = sa.select(table.c.id).where(of_sender).limit(1)
 
 
 def _is_listen(event: dict) -> bool:

@@ -6,6 +6,7 @@ import asyncio
 
 from rasa.shared.core.domain import Domain
 from rasa.shared.core.events import ActionExecuted, BotUttered, SessionStarted, SlotSet, UserUttered
+from rasa.shared.core.trackers import DialogueStateTracker
 
 from channels.tracker_store import RECENT_EVENTS, TurnLoggingSQLTrackerStore
 
@@ -45,3 +46,25 @@ def test_long_sessions_are_windowed_but_keep_slots_and_every_event(tmp_path):
     assert recent.get_slot("topic") == "tema 59"
     assert recent.latest_message.text == "mensaje 59"
     assert [e.text for e in full.events if isinstance(e, UserUttered)] == [f"mensaje {i}" for i in range(60)]
+
+
+def test_trackers_from_elsewhere_are_stored_without_duplicates(tmp_path):
+    """Rasa creates a new conversation's tracker itself, and the advisor side saves full trackers."""
+    store = TurnLoggingSQLTrackerStore(DOMAIN, dialect="sqlite", db=str(tmp_path / "t.db"))
+
+    async def scenario():
+        created = DialogueStateTracker("nueva", DOMAIN.slots)  # as Rasa's create_tracker builds it
+        created.update_with_events([ActionExecuted("action_listen")], DOMAIN)
+        await store.save(created)
+        tracker = await store.retrieve("nueva")
+        tracker.update_with_events(_turn(0), DOMAIN)
+        await store.save(tracker)
+        full = await store.retrieve_full_tracker("nueva")
+        full.update_with_events([BotUttered("mensaje del asesor")], DOMAIN)
+        await store.save(full)
+        return await store.retrieve_full_tracker("nueva")
+
+    stored = asyncio.run(scenario())
+    kinds = [type(event).__name__ for event in stored.events]
+    assert kinds == ["ActionExecuted", "UserUttered", "ActionExecuted", "BotUttered", "SlotSet", "ActionExecuted", "BotUttered"]
+    assert stored.events[-1].text == "mensaje del asesor"

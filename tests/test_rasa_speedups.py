@@ -1,0 +1,96 @@
+"""The per-turn shortcuts in `channels.rasa_speedups` give Rasa's own answers, only cheaper."""
+
+from __future__ import annotations
+
+import asyncio
+
+import jsonschema
+import pytest
+from aiohttp import web
+from rasa.core.actions.action import RemoteAction
+from rasa.shared.core.events import Event, SlotSet, UserUttered
+from rasa.shared.utils.common import all_subclasses
+from rasa.utils.endpoints import EndpointConfig
+
+from channels import rasa_speedups  # importing `channels` installs them
+
+VALID_ANSWER = {
+    "events": [
+        {"event": "slot", "name": "country", "value": "Chile", "timestamp": None},
+        {"event": "bot", "text": "hola", "data": {"buttons": [{"title": "Sí", "payload": "/affirm"}]}},
+        {"event": "action", "name": "action_listen"},
+    ],
+    "responses": [{"text": "Para trabajar en Chile…", "buttons": [{"title": "Menú", "payload": "/show_menu"}]}],
+}
+INVALID_ANSWERS = [
+    [],
+    {"events": "x"},
+    {"events": [{}]},
+    {"events": [{"event": 7}]},
+    {"events": [{"event": "no_such_event"}]},
+    {"events": [{"event": "slot"}]},
+    {"events": [{"event": "slot", "name": 3, "value": 1}]},
+    {"events": [{"event": "slot", "name": "a", "value": 1, "timestamp": "ayer"}]},
+    {"events": [{"event": "user", "parse_data": {"intent": {"name": 3}}}]},
+    {"responses": [1]},
+]
+
+
+def rasa_verdict(answer) -> str | None:
+    try:
+        jsonschema.validate(answer, RemoteAction.action_response_format_spec())
+    except jsonschema.ValidationError as error:
+        return error.message
+    return None
+
+
+def test_action_answers_are_still_validated_against_rasas_schema():
+    assert RemoteAction._validate_action_result is rasa_speedups.validate_action_result
+    for answer in [VALID_ANSWER, {}, {"events": []}]:
+        assert rasa_verdict(answer) is None
+        assert RemoteAction("action_answer", None)._validate_action_result(answer) is True
+    for answer in INVALID_ANSWERS:
+        expected = rasa_verdict(answer)
+        assert expected is not None
+        with pytest.raises(jsonschema.ValidationError) as raised:
+            RemoteAction("action_answer", None)._validate_action_result(answer)
+        assert raised.value.message.startswith(expected)
+
+
+def test_event_classes_are_found_as_rasa_finds_them():
+    names = {event_class.type_name for event_class in all_subclasses(Event)}
+    for name in names:
+        expected = next(c for c in all_subclasses(Event) if c.type_name == name)
+        assert Event.resolve_by_type(name) is expected
+    assert Event.resolve_by_type("slot") is SlotSet and Event.resolve_by_type("user") is UserUttered
+    assert Event.resolve_by_type("topic") is None  # Rasa's backwards compatibility
+    assert Event.resolve_by_type("no_such_event", default=SlotSet) is SlotSet
+    with pytest.raises(ValueError):
+        Event.resolve_by_type("no_such_event")
+
+
+def test_requests_to_an_endpoint_share_one_connection():
+    async def scenario() -> tuple[list, set]:
+        peers = []
+
+        async def webhook(request: web.Request) -> web.Response:
+            peers.append(request.transport.get_extra_info("peername"))
+            return web.json_response({"events": [], "responses": []})
+
+        app = web.Application()
+        app.router.add_post("/webhook", webhook)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]
+        endpoint = EndpointConfig(f"http://127.0.0.1:{port}/webhook")
+        try:
+            answers = [await endpoint.request(json={"n": n}, method="post") for n in range(5)]
+        finally:
+            await runner.cleanup()
+        return answers, set(peers)
+
+    answers, peers = asyncio.run(scenario())
+    assert answers == [{"events": [], "responses": []}] * 5
+    assert len(peers) == 1  # Rasa alone would open five connections
