@@ -66,7 +66,8 @@ class ActionAnswer(Action):
             messages += self._hand_off(tracker, reply.handoff)
         for text, buttons in messages:
             dispatcher.utter_message(text=text, buttons=[{"title": t, "payload": p} for t, p in buttons] or None)
-        return [SlotSet(name, value) for name, value in reply.slots.items()]
+        # Only what changed: every event makes each later turn load, replay and send a little more.
+        return [SlotSet(name, value) for name, value in reply.slots.items() if tracker.get_slot(name) != value]
 
     @staticmethod
     def _hand_off(tracker: Tracker, reason: str) -> list:
