@@ -11,7 +11,7 @@ from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from bot.dialogue import Responder, Turn
-from bot.services import handoff_desk, knowledge_base
+from bot.services import handoff_desk, knowledge_base, vocabulary
 
 logger = logging.getLogger(__name__)
 REMEMBERED_SLOTS = ("country", "topic", "shown_privacy", "pending_offer", "fallback_streak")
@@ -60,7 +60,7 @@ class ActionAnswer(Action):
         return "action_answer"
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list[dict[str, Any]]:
-        reply = Responder(knowledge_base().current()).respond(turn_from_tracker(tracker))
+        reply = Responder(knowledge_base().current(), vocabulary()).respond(turn_from_tracker(tracker))
         messages = [(m.text, m.buttons) for m in reply.messages]
         if reply.handoff:
             messages += self._hand_off(tracker, reply.handoff)

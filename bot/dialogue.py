@@ -14,6 +14,7 @@ from typing import Any
 
 from bot.countries import Country, fold
 from bot.knowledge import Entry, KnowledgeBase
+from bot.vocabulary import Vocabulary
 
 # Topics whose answer depends on the country the person names.
 COUNTRY_TOPICS = ("social_security", "work_abroad", "rights_abroad", "andean_worker", "foreigner_work_peru")
@@ -63,8 +64,9 @@ def payload(intent: str, **entities: str) -> str:
 
 
 class Responder:
-    def __init__(self, kb: KnowledgeBase) -> None:
+    def __init__(self, kb: KnowledgeBase, vocabulary: Vocabulary | None = None) -> None:
         self.kb = kb
+        self.vocabulary = vocabulary
 
     def respond(self, turn: Turn) -> Reply:
         country = self._country(turn)
@@ -72,8 +74,8 @@ class Responder:
         if country:
             slots["country"] = country.name
         intent = turn.intent
-        if intent == FALLBACK_INTENT:
-            return self._fallback(turn)
+        if intent == FALLBACK_INTENT or (self.vocabulary and self.vocabulary.is_unreadable(turn.text)):
+            return self._fallback(turn)  # not understood, or keyboard mashing the classifier placed somewhere
         if intent == "greet":
             messages = self._greeting(turn, slots)
         elif intent == "show_menu":

@@ -8,7 +8,8 @@ from bot.handoff import HandoffStore
 from bot.handoff_desk import HandoffDesk
 from bot.knowledge import LiveKnowledgeBase
 from bot.office_hours import OfficeHours
-from bot.settings import Settings
+from bot.settings import NLU_DIR, Settings
+from bot.vocabulary import Vocabulary
 
 
 @lru_cache(maxsize=1)
@@ -31,3 +32,8 @@ def handoff_desk() -> HandoffDesk:
         OfficeHours.load(current.office_hours_file),
         current.handoff_wait_minutes,
     )
+
+
+@lru_cache(maxsize=1)
+def vocabulary() -> Vocabulary:
+    return Vocabulary.from_files([*sorted(NLU_DIR.glob("*.yml")), *sorted(settings().content_dir.glob("*.yml"))])

@@ -13,6 +13,7 @@ from typing import Mapping
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CONTENT_DIR = PROJECT_ROOT / "data" / "content"
+NLU_DIR = PROJECT_ROOT / "data" / "nlu"
 TRAINING_DATA_DIRS = ("data/nlu", "data/stories", "data/rules")
 WHATSAPP_WEBHOOK_PATH = "/webhooks/whatsapp/webhook"
 TELEGRAM_WEBHOOK_PATH = "/webhooks/telegram/webhook"

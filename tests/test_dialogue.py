@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 
 from bot.dialogue import NOT_UNDERSTOOD, REQUESTED, SENSITIVE, Responder, Turn, payload
+from bot.services import vocabulary
 
 
 @pytest.fixture
 def responder(kb) -> Responder:
-    return Responder(kb)
+    return Responder(kb, vocabulary())
 
 
 def text_of(reply) -> str:
@@ -142,3 +143,17 @@ def test_a_bare_detail_with_nothing_to_attach_it_to_counts_as_not_understood(res
     ranking = (("inform", 0.6), ("out_of_scope", 0.2), ("som_info", 0.1), ("work_abroad", 0.05))
     first = responder.respond(Turn("inform", text="qwpoe rtuy", ranking=ranking))
     assert "¿Quiso decir" in text_of(first) and first.slots["fallback_streak"] == 1.0
+
+
+@pytest.mark.parametrize("mashing", ["kkkk", "qwpoe rtuy", "xkcd qwerty zzz"])
+def test_keyboard_mashing_is_not_understood_whatever_the_classifier_said(responder, kb, mashing):
+    reply = responder.respond(Turn("affirm", text=mashing, ranking=(("affirm", 0.93), ("work_abroad", 0.05)),
+                                   slots={"pending_offer": REQUESTED}))  # fmt: skip
+    assert reply.handoff is None  # "kkkk" is not a yes to the advisor on offer
+    assert kb.entry("conversation.did_you_mean").messages[0] in text_of(reply)
+    assert reply.slots["fallback_streak"] == 1.0
+
+
+@pytest.mark.parametrize("typed", ["kiero trabajr en italya", "jubilasion", "ok", "/work_abroad", "2000"])
+def test_misspelt_short_or_button_messages_are_still_read(typed):
+    assert not vocabulary().is_unreadable(typed)

@@ -1,0 +1,56 @@
+"""The words people use with the assistant, to tell a message it cannot read from one it can.
+
+The classifier always picks some intent, and keyboard mashing ("qwpoe rtuy", "kkkk") can land on
+one with high confidence. A message none of whose words is known, even misspelt, is not
+understood: the dialogue then asks "¿Quiso decir…?" instead of answering the wrong topic. Known
+words come from the NLU examples (how people write) and the knowledge base (what it talks about).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Iterable
+
+import yaml
+
+from bot.countries import fold
+
+WORD = re.compile(r"[a-zñ]{3,}")  # in folded text; shorter words ("si", "ok", "en") prove nothing
+CLOSE_ENOUGH = 0.75  # "trabajr" → "trabajar", "italya" → "italia", "jubilasion" → "jubilacion"
+ANNOTATION = re.compile(r"\]\{[^}]*\}|\]\([^)]*\)")  # entity annotations in NLU examples
+
+
+class Vocabulary:
+    def __init__(self, words: Iterable[str]) -> None:
+        self.words = frozenset(words)
+
+    @classmethod
+    def from_files(cls, paths: Iterable[Path]) -> "Vocabulary":
+        """Every word in the string values of these YAML files (NLU examples, content)."""
+        words: set[str] = set()
+        for path in paths:
+            for text in _strings(yaml.safe_load(path.read_text(encoding="utf-8"))):
+                words.update(WORD.findall(fold(ANNOTATION.sub("]", text))))
+        return cls(words)
+
+    def is_unreadable(self, text: str) -> bool:
+        """True when the message has words and none of them is known or close to a known one."""
+        if text.startswith("/"):  # a button payload, not typed text
+            return False
+        words = set(WORD.findall(fold(text)))
+        if not words or words & self.words:
+            return False
+        return not any(difflib.get_close_matches(word, self.words, n=1, cutoff=CLOSE_ENOUGH) for word in words)
+
+
+def _strings(value: object) -> Iterable[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
