@@ -7,7 +7,7 @@
   subclass tree (`Event.resolve_by_type`): most of the time of loading a tracker. The lookup is
   cached; an unknown name still goes through Rasa's own lookup.
 - Every request to an endpoint (the action server) opens a new HTTP session and connection. Each
-  endpoint now keeps one session, and its connections, per event loop.
+  endpoint now keeps one session per event loop, and its connections while they are in use.
 
 `install()` runs in the Rasa server process only (see `channels/__init__.py`).
 """
@@ -23,11 +23,11 @@ from jsonschema.exceptions import best_match
 from rasa.core.actions.action import RemoteAction
 from rasa.shared.core.events import Event
 from rasa.shared.utils.common import all_subclasses
-from rasa.utils.endpoints import EndpointConfig
+from rasa.utils.endpoints import DEFAULT_REQUEST_TIMEOUT, EndpointConfig
 
 _rasa_resolve_by_type = Event.resolve_by_type
-_rasa_new_session = EndpointConfig.session
 _event_classes: dict[str, type[Event]] = {}
+IDLE_CONNECTION_SECONDS = 2.0
 
 
 class ActionResultValidator:
@@ -83,11 +83,20 @@ def resolve_event_type(type_name: str, default: type[Event] | None = None) -> ty
 
 
 def kept_alive_session(endpoint: EndpointConfig) -> "_Borrowed":
-    """`EndpointConfig.session`, reused by every request of the endpoint on the running loop."""
+    """`EndpointConfig.session`, reused by every request of the endpoint on the running loop.
+
+    Idle connections are dropped after `IDLE_CONNECTION_SECONDS`, before the action server (Sanic:
+    5 s) closes them: reusing a connection the server is closing loses that action call."""
     loop = asyncio.get_running_loop()
     session_loop, session = endpoint.__dict__.get("_kept_alive", (None, None))
     if session is None or session.closed or session_loop is not loop:
-        session = _rasa_new_session(endpoint)
+        auth = aiohttp.BasicAuth(endpoint.basic_auth["username"], endpoint.basic_auth["password"]) if endpoint.basic_auth else None
+        session = aiohttp.ClientSession(
+            headers=endpoint.headers,
+            auth=auth,
+            timeout=aiohttp.ClientTimeout(total=DEFAULT_REQUEST_TIMEOUT),
+            connector=aiohttp.TCPConnector(keepalive_timeout=IDLE_CONNECTION_SECONDS),
+        )
         endpoint._kept_alive = (loop, session)
     return _Borrowed(session)
 

@@ -69,28 +69,41 @@ def test_event_classes_are_found_as_rasa_finds_them():
         Event.resolve_by_type("no_such_event")
 
 
+async def _requests_and_peers(pauses: list[float]) -> tuple[list, list]:
+    """Send one request, then one more after each pause; the answers and each request's client port."""
+    peers = []
+
+    async def webhook(request: web.Request) -> web.Response:
+        peers.append(request.transport.get_extra_info("peername"))
+        return web.json_response({"events": [], "responses": []})
+
+    app = web.Application()
+    app.router.add_post("/webhook", webhook)
+    runner = web.AppRunner(app, keepalive_timeout=5.0)  # what the action server (Sanic) keeps
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    endpoint = EndpointConfig(f"http://127.0.0.1:{port}/webhook")
+    try:
+        answers = [await endpoint.request(json={"n": 0}, method="post")]
+        for n, pause in enumerate(pauses, start=1):
+            await asyncio.sleep(pause)
+            answers.append(await endpoint.request(json={"n": n}, method="post"))
+    finally:
+        await runner.cleanup()
+    return answers, peers
+
+
 def test_requests_to_an_endpoint_share_one_connection():
-    async def scenario() -> tuple[list, set]:
-        peers = []
-
-        async def webhook(request: web.Request) -> web.Response:
-            peers.append(request.transport.get_extra_info("peername"))
-            return web.json_response({"events": [], "responses": []})
-
-        app = web.Application()
-        app.router.add_post("/webhook", webhook)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]
-        endpoint = EndpointConfig(f"http://127.0.0.1:{port}/webhook")
-        try:
-            answers = [await endpoint.request(json={"n": n}, method="post") for n in range(5)]
-        finally:
-            await runner.cleanup()
-        return answers, set(peers)
-
-    answers, peers = asyncio.run(scenario())
+    answers, peers = asyncio.run(_requests_and_peers([0, 0, 0, 0]))
     assert answers == [{"events": [], "responses": []}] * 5
-    assert len(peers) == 1  # Rasa alone would open five connections
+    assert len(set(peers)) == 1  # Rasa alone would open five connections
+
+
+def test_idle_connections_are_dropped_before_the_server_drops_them():
+    """Reusing a connection the server is closing loses the action call ("closing transport")."""
+    pause = rasa_speedups.IDLE_CONNECTION_SECONDS + 0.5  # still open on the server side
+    answers, peers = asyncio.run(_requests_and_peers([pause]))
+    assert answers == [{"events": [], "responses": []}] * 2
+    assert peers[0] != peers[1]
