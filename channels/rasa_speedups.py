@@ -8,22 +8,45 @@
   cached; an unknown name still goes through Rasa's own lookup.
 - Every request to an endpoint (the action server) opens a new HTTP session and connection. Each
   endpoint now keeps one session per event loop, and its connections while they are in use.
+- Every graph run (the NLU pipeline once a message, the policies twice) is handed to dask, whose
+  scheduler costs more than the policy itself. The graph's nodes now run in a fixed order,
+  computed once per set of targets.
+- Every message checks whether the domain is empty by building an empty domain to compare with.
+  The empty domain is now built once.
+- The NLU classifier stacks each featurizer's sparse matrix onto the others one `hstack` at a
+  time (with a deep copy first), and calls its traced TensorFlow function through the generic
+  dispatch that re-inspects every input. All matrices are now stacked at once, and the traced
+  function is called with the tensors directly.
 
-`install()` runs in the Rasa server process only (see `channels/__init__.py`).
+`install()` runs in the Rasa server process only (see `channels/__init__.py`). `PATCHES` lists what
+it replaces and `ORIGINALS` keeps Rasa's versions, so tests can compare both.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import functools
+from typing import Any, Callable, Sequence
 
 import aiohttp
+import numpy as np
+import scipy.sparse
 from jsonschema import validators
 from jsonschema.exceptions import best_match
+from keras.utils.tf_utils import sync_to_numpy_or_python_type
 from rasa.core.actions.action import RemoteAction
+from rasa.engine.exceptions import GraphRunError
+from rasa.engine.runner.dask import DaskGraphRunner
+from rasa.shared.constants import DIAGNOSTIC_DATA
+from rasa.shared.core.domain import Domain
 from rasa.shared.core.events import Event
+from rasa.shared.nlu.training_data.features import Features
+from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.utils.common import all_subclasses
 from rasa.utils.endpoints import DEFAULT_REQUEST_TIMEOUT, EndpointConfig
+from rasa.utils.tensorflow.models import RasaModel
+from tensorflow.python.eager import context as tf_context
+from tensorflow.python.framework.constant_op import convert_to_eager_tensor
 
 _rasa_resolve_by_type = Event.resolve_by_type
 _event_classes: dict[str, type[Event]] = {}
@@ -114,7 +137,119 @@ class _Borrowed:
         return None
 
 
+def run_graph(runner: DaskGraphRunner, inputs: dict[str, Any] | None = None, targets: list[str] | None = None) -> dict[str, Any]:
+    """`DaskGraphRunner.run` without dask: the same nodes called with the same arguments.
+
+    As in Rasa, an input is passed on as `(name, value)`, each node returns `(name, output)`, a
+    need nobody provides is passed as its bare name, and the result maps each target to its output."""
+    run_targets = list(targets or runner._graph_schema.target_names)
+    order = _execution_order(runner, tuple(run_targets))
+    graph: dict[str, Any] = dict.fromkeys(order)
+    runner._add_inputs_to_graph(inputs, graph)  # Rasa's check that inputs do not clash with nodes
+    results = {name: given for name, given in graph.items() if given is not None}
+    nodes = runner._graph_schema.nodes
+    try:
+        for name in order:
+            if name not in results:
+                results[name] = runner._instantiated_nodes[name](*(results.get(need, need) for need in nodes[name].needs.values()))
+    except RuntimeError as error:
+        raise GraphRunError("Error running runner.") from error
+    return dict(results[target] for target in run_targets)
+
+
+def _execution_order(runner: DaskGraphRunner, targets: tuple[str, ...]) -> list[str]:
+    """The targets and everything they need, each after what it needs (cached per targets)."""
+    orders = runner.__dict__.setdefault("_execution_orders", {})
+    if targets not in orders:
+        nodes, order = runner._graph_schema.nodes, []
+
+        def visit(name: str) -> None:
+            if name in order or name not in nodes:  # done, or an input
+                return
+            for need in nodes[name].needs.values():
+                visit(need)
+            order.append(name)
+
+        for target in targets:
+            visit(target)
+        orders[targets] = order
+    return orders[targets]
+
+
+def domain_is_empty(domain: Domain) -> bool:
+    """`Domain.is_empty`, compared with an empty domain built once."""
+    return domain.as_dict() == _empty_domain()
+
+
+@functools.cache
+def _empty_domain() -> dict[str, Any]:
+    return Domain.empty().as_dict()
+
+
+def combine_features(features: list[Features], featurizers: list[str]) -> Features | None:
+    """`Message._combine_features` for sparse features: one stacking of all the featurizers'
+    matrices, entry for entry what Rasa's successive `hstack`s give."""
+    if len(features) < 2 or not all(f.is_sparse() for f in features):
+        return _rasa_combine_features(features, featurizers)
+    blocks = [f.features.tocoo() for f in features]
+    rows = blocks[0].shape[0]
+    if any(block.shape[0] != rows for block in blocks):
+        return _rasa_combine_features(features, featurizers)  # Rasa's own error
+    offsets = np.cumsum([0] + [block.shape[1] for block in blocks])
+    matrix = scipy.sparse.coo_matrix(
+        (
+            np.concatenate([block.data for block in blocks]),
+            (np.concatenate([block.row for block in blocks]), np.concatenate([b.col + o for b, o in zip(blocks, offsets)])),
+        ),
+        shape=(rows, int(offsets[-1])),
+    )
+    return Features(matrix, features[0].type, features[0].attribute, featurizers)
+
+
+class FlatPredictStep:
+    """A model's traced prediction function, called with its input tensors directly."""
+
+    def __init__(self, function: Any) -> None:
+        self.function = function
+        self.concrete = function.get_concrete_function()
+        (self.specs,) = function.input_signature
+
+    def __call__(self, batch_in: Sequence[np.ndarray]) -> Any:
+        if len(batch_in) != len(self.specs):
+            return self.function(batch_in)  # Rasa's dispatch, and its error
+        context = tf_context.context()
+        tensors = [convert_to_eager_tensor(value, context, spec.dtype) for value, spec in zip(batch_in, self.specs)]
+        return self.concrete._call_flat(tensors, self.concrete.captured_inputs)
+
+
+def rasa_predict(model: RasaModel, batch_in: Sequence[np.ndarray]) -> dict[str, Any]:
+    """`RasaModel._rasa_predict` once the prediction function is traced: the same outputs."""
+    step = model._tf_predict_step
+    if step is None or model._run_eagerly or not model.prepared_for_prediction:
+        return _rasa_rasa_predict(model, batch_in)  # traces on the first call
+    flat = model.__dict__.get("_flat_predict_step")
+    if flat is None or flat.function is not step:
+        flat = model._flat_predict_step = FlatPredictStep(step)
+    outputs = sync_to_numpy_or_python_type(flat(batch_in))
+    if DIAGNOSTIC_DATA in outputs:
+        outputs[DIAGNOSTIC_DATA] = model._empty_lists_to_none_in_dict(outputs[DIAGNOSTIC_DATA])
+    return outputs
+
+
+_rasa_combine_features: Callable = Message._combine_features
+_rasa_rasa_predict: Callable = RasaModel._rasa_predict
+PATCHES: list[tuple[type, str, Any]] = [
+    (RemoteAction, "_validate_action_result", validate_action_result),
+    (Event, "resolve_by_type", staticmethod(resolve_event_type)),
+    (EndpointConfig, "session", kept_alive_session),
+    (DaskGraphRunner, "run", run_graph),
+    (Domain, "is_empty", domain_is_empty),
+    (Message, "_combine_features", staticmethod(combine_features)),
+    (RasaModel, "_rasa_predict", rasa_predict),
+]
+ORIGINALS: dict[tuple[type, str], Any] = {(owner, name): owner.__dict__[name] for owner, name, _ in PATCHES}
+
+
 def install() -> None:
-    RemoteAction._validate_action_result = validate_action_result
-    Event.resolve_by_type = staticmethod(resolve_event_type)
-    EndpointConfig.session = kept_alive_session
+    for owner, name, replacement in PATCHES:
+        setattr(owner, name, replacement)

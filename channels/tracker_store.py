@@ -23,7 +23,7 @@ from rasa.shared.core.trackers import DialogueStateTracker
 from bot.turnlog import summarise_last_turn
 
 turn_logger = logging.getLogger("som.turn")
-RECENT_EVENTS = 60  # about a dozen turns: what rules, memoization and the actions look at
+RECENT_EVENTS = 30  # about five turns: what the rules and the actions look at
 LOADED = "_som_events_loaded"  # how many of a tracker's events are already stored
 
 

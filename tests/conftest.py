@@ -67,8 +67,14 @@ def assistant_env(twilio_standin, telegram_standin) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def assistant(tmp_path_factory, assistant_env):
-    """Train once (Rasa reuses the model when nothing changed) and serve it on free ports."""
+def trained_model() -> Path:
+    """Train once: Rasa reuses the model when nothing changed."""
+    return runner.train(Settings.from_env(os.environ))
+
+
+@pytest.fixture(scope="session")
+def assistant(tmp_path_factory, assistant_env, trained_model):
+    """The trained assistant, served on free ports."""
     var_dir = tmp_path_factory.mktemp("var")
     always_open = var_dir / "office_hours.yml"
     always_open.write_text(ALWAYS_OPEN_HOURS)
@@ -84,11 +90,10 @@ def assistant(tmp_path_factory, assistant_env):
             "ACTION_PORT": str(free_port()),
         }
     )
-    model = runner.train(settings)
     ARTIFACTS.mkdir(exist_ok=True)
     log_path = ARTIFACTS / "servers.log"
     with open(log_path, "w") as log:
-        stack = runner.Stack(settings, model, log=log).start()
+        stack = runner.Stack(settings, trained_model, log=log).start()
         yield Conversations(stack.rasa_url, settings, log_path)
         stack.stop()
 

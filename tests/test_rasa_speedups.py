@@ -5,13 +5,22 @@ from __future__ import annotations
 import asyncio
 
 import jsonschema
+import numpy as np
 import pytest
+import scipy.sparse
 from aiohttp import web
 from rasa.core.actions.action import RemoteAction
+from rasa.engine.runner.dask import DaskGraphRunner
+from rasa.shared.core.domain import Domain
 from rasa.shared.core.events import Event, SlotSet, UserUttered
+from rasa.shared.nlu.constants import FEATURE_TYPE_SEQUENCE, TEXT
+from rasa.shared.nlu.training_data.features import Features
+from rasa.shared.nlu.training_data.loading import load_data
+from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.utils.common import all_subclasses
 from rasa.utils.endpoints import EndpointConfig
 
+from bot.settings import PROJECT_ROOT
 from channels import rasa_speedups  # importing `channels` installs them
 
 VALID_ANSWER = {
@@ -107,3 +116,54 @@ def test_idle_connections_are_dropped_before_the_server_drops_them():
     answers, peers = asyncio.run(_requests_and_peers([pause]))
     assert answers == [{"events": [], "responses": []}] * 2
     assert peers[0] != peers[1]
+
+
+def test_stacked_features_equal_rasas_successive_hstacks():
+    rng = np.random.default_rng(7)
+    widths = (3, 40, 7, 120)
+    for rows in (1, 5):
+        features = [
+            Features(scipy.sparse.random(rows, width, density=0.3, format="coo", dtype=np.float32, random_state=rng),
+                     FEATURE_TYPE_SEQUENCE, TEXT, origin)
+            for width, origin in zip(widths, ("regex", "lexical", "words", "chars"))
+        ]  # fmt: skip
+        origins = ["regex", "lexical", "words", "chars"]
+        ours = rasa_speedups.combine_features(features, origins)
+        theirs = rasa_speedups.ORIGINALS[(Message, "_combine_features")].__func__(features, origins)
+        assert (ours.type, ours.attribute, ours.origin) == (theirs.type, theirs.attribute, theirs.origin)
+        assert ours.features.shape == theirs.features.shape == (rows, sum(widths))
+        assert ours.features.dtype == theirs.features.dtype
+        for part in ("row", "col", "data"):  # the same entries in the same order
+            assert np.array_equal(getattr(ours.features, part), getattr(theirs.features, part))
+    unequal = [features[0], Features(scipy.sparse.coo_matrix((2, 4)), FEATURE_TYPE_SEQUENCE, TEXT, "x")]
+    with pytest.raises(ValueError):  # Rasa's own error
+        rasa_speedups.combine_features(unequal, origins)
+
+
+def test_the_empty_domain_is_still_recognised():
+    assert Domain.empty().is_empty()
+    assert not Domain.from_dict({"intents": ["greet"]}).is_empty()
+
+
+@pytest.mark.model
+def test_the_trained_pipeline_parses_exactly_as_with_rasas_own_code(trained_model, monkeypatch):
+    """DIET's direct call, the one-shot feature stacking and the runner without dask, end to end."""
+    from rasa.core.agent import Agent
+    from rasa.core.channels.channel import UserMessage
+
+    texts = [example.get(TEXT) for example in load_data(str(PROJECT_ROOT / "tests" / "nlu")).intent_examples]
+    agent = Agent.load(str(trained_model))
+
+    def parse_all() -> list[dict]:
+        return [asyncio.run(agent.processor.parse_message(UserMessage(text))) for text in texts]
+
+    with monkeypatch.context() as rasa_only:
+        for (owner, name), original in rasa_speedups.ORIGINALS.items():
+            rasa_only.setattr(owner, name, original)
+        expected = parse_all()
+    assert DaskGraphRunner.run is rasa_speedups.run_graph
+    for ours, theirs in zip(parse_all(), expected, strict=True):
+        assert ours["intent"]["name"] == theirs["intent"]["name"], ours["text"]
+        assert ours["intent"]["confidence"] == pytest.approx(theirs["intent"]["confidence"], abs=1e-6)
+        assert [r["name"] for r in ours["intent_ranking"]] == [r["name"] for r in theirs["intent_ranking"]]
+        assert ours["entities"] == theirs["entities"]
