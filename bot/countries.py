@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass
 
 ANDEAN_MEMBERS_NOTE = "Bolivia, Colombia y Ecuador"
 _WORD = re.compile(r"[a-z0-9.]+")
+FUZZY_MATCHES_KEPT = 20_000  # words and phrases whose closest known match is remembered
 # Ordinary words that are close misspellings of a country or demonym: never read them as one.
 NOT_COUNTRIES = frozenset(
     {"espanol", "ingles", "frances", "aleman", "portugues", "salvador", "paraguas", "bolivar", "ecuatorial", "colonia"}
@@ -48,6 +50,8 @@ class CountryIndex:
             for alias in (country.name, *country.aliases):
                 self._by_alias[fold(alias)] = country.name
         self._longest_alias_words = max((len(a.split()) for a in self._by_alias), default=1)
+        # Fuzzy matching compares with every alias; people repeat the same words, so each is compared once.
+        self._closest_alias = functools.lru_cache(maxsize=FUZZY_MATCHES_KEPT)(self._compare_with_aliases)
 
     def __iter__(self):
         return iter(self.by_name.values())
@@ -63,6 +67,9 @@ class CountryIndex:
             return self._by_alias[key]
         if len(key) < self.MIN_FUZZY_LENGTH or key in NOT_COUNTRIES:
             return None
+        return self._closest_alias(key)
+
+    def _compare_with_aliases(self, key: str) -> str | None:
         close = difflib.get_close_matches(key, self._by_alias, n=1, cutoff=self.FUZZY_CUTOFF)
         return self._by_alias[close[0]] if close else None
 

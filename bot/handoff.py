@@ -301,9 +301,24 @@ class HandoffStore:
             return [self._view(s, r) for r in query]
 
     def position(self, handoff_id: int) -> int:
-        """1-based place in the waiting queue."""
-        waiting = [h.id for h in self.queue("waiting")]
-        return waiting.index(handoff_id) + 1 if handoff_id in waiting else 0
+        """1-based place in the waiting queue (the order of `queue`), 0 when not waiting.
+
+        Counted in the database: the queue can be long, and this runs for every hand-off request."""
+        with self._session() as s:
+            record = s.get(Handoff, handoff_id)
+            if record is None or record.state != "waiting":
+                return 0
+            ahead = sa.or_(
+                Handoff.priority > record.priority,
+                sa.and_(
+                    Handoff.priority == record.priority,
+                    sa.or_(
+                        Handoff.created_at < record.created_at,
+                        sa.and_(Handoff.created_at == record.created_at, Handoff.id < record.id),
+                    ),
+                ),
+            )
+            return 1 + s.query(sa.func.count(Handoff.id)).filter(Handoff.state == "waiting", ahead).scalar()
 
     def transcript(self, handoff_id: int) -> list[TranscriptLine]:
         with self._session() as s:

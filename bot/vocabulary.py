@@ -9,13 +9,14 @@ words come from the NLU examples (how people write) and the knowledge base (what
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from pathlib import Path
 from typing import Iterable
 
 import yaml
 
-from bot.countries import fold
+from bot.countries import FUZZY_MATCHES_KEPT, fold
 
 WORD = re.compile(r"[a-zñ]{3,}")  # in folded text; shorter words ("si", "ok", "en") prove nothing
 CLOSE_ENOUGH = 0.75  # "trabajr" → "trabajar", "italya" → "italia", "jubilasion" → "jubilacion"
@@ -25,6 +26,8 @@ ANNOTATION = re.compile(r"\]\{[^}]*\}|\]\([^)]*\)")  # entity annotations in NLU
 class Vocabulary:
     def __init__(self, words: Iterable[str]) -> None:
         self.words = frozenset(words)
+        # Each unknown word is compared with the whole vocabulary once; people repeat their words.
+        self._is_close_to_known = functools.lru_cache(maxsize=FUZZY_MATCHES_KEPT)(self._compare_with_known)
 
     @classmethod
     def from_files(cls, paths: Iterable[Path]) -> "Vocabulary":
@@ -42,7 +45,10 @@ class Vocabulary:
         words = set(WORD.findall(fold(text)))
         if not words or words & self.words:
             return False
-        return not any(difflib.get_close_matches(word, self.words, n=1, cutoff=CLOSE_ENOUGH) for word in words)
+        return not any(self._is_close_to_known(word) for word in words)
+
+    def _compare_with_known(self, word: str) -> bool:
+        return bool(difflib.get_close_matches(word, self.words, n=1, cutoff=CLOSE_ENOUGH))
 
 
 def _strings(value: object) -> Iterable[str]:

@@ -13,19 +13,24 @@
   computed once per set of targets.
 - Every message checks whether the domain is empty by building an empty domain to compare with.
   The empty domain is now built once.
+- The count-vector featurizers turn each message into matrices through scikit-learn's
+  `transform`, whose checks and sparse conversions cost more than the counting. A message's
+  matrices are now built from the vocabulary directly, and each token is counted once.
 - The NLU classifier stacks each featurizer's sparse matrix onto the others one `hstack` at a
   time (with a deep copy first), and calls its traced TensorFlow function through the generic
   dispatch that re-inspects every input. All matrices are now stacked at once, and the traced
   function is called with the tensors directly.
 
-`install()` runs in the Rasa server process only (see `channels/__init__.py`). `PATCHES` lists what
-it replaces and `ORIGINALS` keeps Rasa's versions, so tests can compare both.
+`install()` runs wherever Rasa imports this package (see `channels/__init__.py`): the Rasa server,
+and `rasa train` through the policy named in config.yml. `PATCHES` lists what it replaces and
+`ORIGINALS` keeps Rasa's versions, so tests can compare both.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import weakref
 from typing import Any, Callable, Sequence
 
 import aiohttp
@@ -37,6 +42,8 @@ from keras.utils.tf_utils import sync_to_numpy_or_python_type
 from rasa.core.actions.action import RemoteAction
 from rasa.engine.exceptions import GraphRunError
 from rasa.engine.runner.dask import DaskGraphRunner
+from rasa.nlu.constants import DENSE_FEATURIZABLE_ATTRIBUTES
+from rasa.nlu.featurizers.sparse_featurizer.count_vectors_featurizer import CountVectorsFeaturizer
 from rasa.shared.constants import DIAGNOSTIC_DATA
 from rasa.shared.core.domain import Domain
 from rasa.shared.core.events import Event
@@ -45,6 +52,7 @@ from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.utils.common import all_subclasses
 from rasa.utils.endpoints import DEFAULT_REQUEST_TIMEOUT, EndpointConfig
 from rasa.utils.tensorflow.models import RasaModel
+from sklearn.feature_extraction.text import CountVectorizer
 from tensorflow.python.eager import context as tf_context
 from tensorflow.python.framework.constant_op import convert_to_eager_tensor
 
@@ -186,6 +194,51 @@ def _empty_domain() -> dict[str, Any]:
     return Domain.empty().as_dict()
 
 
+def count_vector_features(
+    featurizer: CountVectorsFeaturizer, attribute: str, all_tokens: list[list[str]]
+) -> tuple[list[Any], list[Any]]:
+    """`CountVectorsFeaturizer._create_features` for one message (training goes to Rasa's): the
+    same matrices, entry for entry, as scikit-learn's `transform` followed by Rasa's `sort_indices`."""
+    vectorizer = (featurizer.vectorizers or {}).get(attribute)
+    if vectorizer is None or len(all_tokens) != 1 or not all_tokens[0]:
+        return _rasa_count_vector_features(featurizer, attribute, all_tokens)
+    counter = _counters.get(vectorizer) or _counters.setdefault(vectorizer, _VocabularyCounter(vectorizer))
+    tokens = all_tokens[0]
+    sequence = counter.matrix([counter.of_token(token) for token in tokens])
+    sentence = counter.matrix([counter.of(" ".join(tokens))]) if attribute in DENSE_FEATURIZABLE_ATTRIBUTES else None
+    return [sequence], [sentence]
+
+
+class _VocabularyCounter:
+    """What `CountVectorizer.transform` computes for a document: its known features' counts,
+    sorted by column. Tokens recur from message to message, so their counts are kept."""
+
+    TOKENS_KEPT = 20_000
+
+    def __init__(self, vectorizer: CountVectorizer) -> None:
+        vectorizer._check_vocabulary()  # as `transform` does; sets `vocabulary_`
+        self.vocabulary = vectorizer.vocabulary_
+        self.analyze = vectorizer.build_analyzer()
+        self.binary = vectorizer.binary
+        self.dtype = vectorizer.dtype
+        self.of_token = functools.lru_cache(maxsize=self.TOKENS_KEPT)(self.of)
+
+    def of(self, document: str) -> tuple[tuple[int, int], ...]:
+        counts: dict[int, int] = {}
+        for feature in self.analyze(document):
+            column = self.vocabulary.get(feature)
+            if column is not None:
+                counts[column] = counts.get(column, 0) + 1
+        return tuple(sorted(counts.items()))
+
+    def matrix(self, rows: list[tuple[tuple[int, int], ...]]) -> scipy.sparse.coo_matrix:
+        cells = [cell for row in rows for cell in row]
+        row = np.repeat(np.arange(len(rows)), [len(counts) for counts in rows])
+        column = np.array([column for column, _ in cells], dtype=np.int64)
+        data = np.ones(len(cells)) if self.binary else np.array([count for _, count in cells])
+        return scipy.sparse.coo_matrix((data.astype(self.dtype), (row, column)), shape=(len(rows), len(self.vocabulary)))
+
+
 def combine_features(features: list[Features], featurizers: list[str]) -> Features | None:
     """`Message._combine_features` for sparse features: one stacking of all the featurizers'
     matrices, entry for entry what Rasa's successive `hstack`s give."""
@@ -236,6 +289,8 @@ def rasa_predict(model: RasaModel, batch_in: Sequence[np.ndarray]) -> dict[str, 
     return outputs
 
 
+_counters: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_rasa_count_vector_features: Callable = CountVectorsFeaturizer._create_features
 _rasa_combine_features: Callable = Message._combine_features
 _rasa_rasa_predict: Callable = RasaModel._rasa_predict
 PATCHES: list[tuple[type, str, Any]] = [
@@ -244,6 +299,7 @@ PATCHES: list[tuple[type, str, Any]] = [
     (EndpointConfig, "session", kept_alive_session),
     (DaskGraphRunner, "run", run_graph),
     (Domain, "is_empty", domain_is_empty),
+    (CountVectorsFeaturizer, "_create_features", count_vector_features),
     (Message, "_combine_features", staticmethod(combine_features)),
     (RasaModel, "_rasa_predict", rasa_predict),
 ]

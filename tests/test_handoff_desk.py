@@ -48,6 +48,9 @@ def test_queue_puts_sensitive_cases_first_then_the_oldest(desk):
     urgent, said = open_handoff(desk, "c3", reason="sensitive")
     assert "1818" in said[0][0]
     assert [h.id for h in desk.store.queue("waiting")] == [urgent.id, first.id, second.id]
+    assert [desk.store.position(h.id) for h in (urgent, first, second)] == [1, 2, 3]
+    desk.claim(urgent.id, 1, "Ana")
+    assert [desk.store.position(h.id) for h in (urgent, first, second)] == [0, 1, 2]
 
 
 def test_asking_twice_keeps_one_record(desk):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 
 import jsonschema
 import numpy as np
@@ -11,6 +12,7 @@ import scipy.sparse
 from aiohttp import web
 from rasa.core.actions.action import RemoteAction
 from rasa.engine.runner.dask import DaskGraphRunner
+from rasa.nlu.featurizers.sparse_featurizer.count_vectors_featurizer import CountVectorsFeaturizer
 from rasa.shared.core.domain import Domain
 from rasa.shared.core.events import Event, SlotSet, UserUttered
 from rasa.shared.nlu.constants import FEATURE_TYPE_SEQUENCE, TEXT
@@ -19,9 +21,11 @@ from rasa.shared.nlu.training_data.loading import load_data
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.utils.common import all_subclasses
 from rasa.utils.endpoints import EndpointConfig
+from sklearn.feature_extraction.text import CountVectorizer
 
 from bot.settings import PROJECT_ROOT
 from channels import rasa_speedups  # importing `channels` installs them
+from channels.rasa_speedups import count_vector_features
 
 VALID_ANSWER = {
     "events": [
@@ -138,6 +142,28 @@ def test_stacked_features_equal_rasas_successive_hstacks():
     unequal = [features[0], Features(scipy.sparse.coo_matrix((2, 4)), FEATURE_TYPE_SEQUENCE, TEXT, "x")]
     with pytest.raises(ValueError):  # Rasa's own error
         rasa_speedups.combine_features(unequal, origins)
+
+
+@pytest.mark.parametrize(
+    "vectorizer",
+    [
+        CountVectorizer(token_pattern=r"(?u)\b\w+\b"),  # Rasa's word analyzer
+        CountVectorizer(analyzer="char_wb", ngram_range=(1, 4)),
+        CountVectorizer(analyzer="char_wb", ngram_range=(2, 3), binary=True),
+    ],
+)
+def test_count_vectors_equal_rasas_through_scikit_learn(vectorizer):
+    vectorizer.fit(["quiero trabajar en italia", "mis aportes en chile", "hola buenas tardes, aa"])
+    featurizer = SimpleNamespace(vectorizers={TEXT: vectorizer})  # all that either version reads
+    rasas = rasa_speedups.ORIGINALS[(CountVectorsFeaturizer, "_create_features")]
+    for tokens in (["quiero", "trabajar", "en", "japón", "aa", "aa"], ["xyz"], ["Italia", "italia"]):
+        ([sequence], [sentence]) = count_vector_features(featurizer, TEXT, [tokens])
+        ([rasa_sequence], [rasa_sentence]) = rasas(featurizer, TEXT, [tokens])
+        for ours, theirs in ((sequence, rasa_sequence), (sentence, rasa_sentence)):
+            assert ours.shape == theirs.shape and ours.dtype == theirs.dtype
+            for part in ("row", "col", "data"):
+                assert np.array_equal(getattr(ours, part), getattr(theirs, part))
+    assert rasas(featurizer, TEXT, [[]]) == count_vector_features(featurizer, TEXT, [[]]) == ([None], [None])
 
 
 def test_the_empty_domain_is_still_recognised():
