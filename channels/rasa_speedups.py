@@ -17,9 +17,11 @@
   `transform`, whose checks and sparse conversions cost more than the counting. A message's
   matrices are now built from the vocabulary directly, and each token is counted once.
 - The NLU classifier stacks each featurizer's sparse matrix onto the others one `hstack` at a
-  time (with a deep copy first), and calls its traced TensorFlow function through the generic
-  dispatch that re-inspects every input. All matrices are now stacked at once, and the traced
-  function is called with the tensors directly.
+  time (with a deep copy first), deep-copies every feature matrix to make empty placeholders,
+  builds a batch generator for its one message, and calls its traced TensorFlow function through
+  the generic dispatch that re-inspects every input. All matrices are now stacked at once, the
+  placeholders made empty from the start, the one batch prepared directly, and the traced
+  function called with the tensors directly.
 
 `install()` runs wherever Rasa imports this package (see `channels/__init__.py`): the Rasa server,
 and `rasa train` through the policy named in config.yml. `PATCHES` lists what it replaces and
@@ -29,6 +31,7 @@ and `rasa train` through the policy named in config.yml. `PATCHES` lists what it
 from __future__ import annotations
 
 import asyncio
+import copy
 import functools
 import weakref
 from typing import Any, Callable, Sequence
@@ -51,6 +54,9 @@ from rasa.shared.nlu.training_data.features import Features
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.utils.common import all_subclasses
 from rasa.utils.endpoints import DEFAULT_REQUEST_TIMEOUT, EndpointConfig
+from rasa.utils.tensorflow import model_data_utils
+from rasa.utils.tensorflow.data_generator import RasaDataGenerator
+from rasa.utils.tensorflow.model_data import RasaModelData
 from rasa.utils.tensorflow.models import RasaModel
 from sklearn.feature_extraction.text import CountVectorizer
 from tensorflow.python.eager import context as tf_context
@@ -275,6 +281,35 @@ class FlatPredictStep:
         return self.concrete._call_flat(tensors, self.concrete.captured_inputs)
 
 
+def create_fake_features(all_features: list) -> list[Features]:
+    """`model_data_utils._create_fake_features`: empty features shaped like the first example's,
+    made empty from the start instead of deep-copied (matrix included) and then emptied."""
+    example = next(features for per_example in all_features for features in per_example if features is not None)
+    return [
+        Features(
+            scipy.sparse.coo_matrix((0, f.features.shape[-1]), f.features.dtype)
+            if f.is_sparse()
+            else np.zeros((0, f.features.shape[-1]), f.features.dtype),
+            f.type,
+            f.attribute,
+            copy.deepcopy(f.origin),
+        )
+        for f in example
+    ]
+
+
+def run_inference(
+    model: RasaModel, model_data: RasaModelData, batch_size: int | list[int] = 1, output_keys_expected: list[str] | None = None
+) -> dict[str, Any]:
+    """`RasaModel.run_inference` for one example (a message): its one batch, without a generator."""
+    if model_data.number_of_examples() != 1:
+        return _rasa_run_inference(model, model_data, batch_size, output_keys_expected)
+    outputs = model._rasa_predict(RasaDataGenerator.prepare_batch(model_data.data, 0, 1))
+    if output_keys_expected:
+        outputs = {key: output for key, output in outputs.items() if key in output_keys_expected}
+    return outputs
+
+
 def rasa_predict(model: RasaModel, batch_in: Sequence[np.ndarray]) -> dict[str, Any]:
     """`RasaModel._rasa_predict` once the prediction function is traced: the same outputs."""
     step = model._tf_predict_step
@@ -291,9 +326,10 @@ def rasa_predict(model: RasaModel, batch_in: Sequence[np.ndarray]) -> dict[str, 
 
 _counters: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _rasa_count_vector_features: Callable = CountVectorsFeaturizer._create_features
+_rasa_run_inference: Callable = RasaModel.run_inference
 _rasa_combine_features: Callable = Message._combine_features
 _rasa_rasa_predict: Callable = RasaModel._rasa_predict
-PATCHES: list[tuple[type, str, Any]] = [
+PATCHES: list[tuple[Any, str, Any]] = [
     (RemoteAction, "_validate_action_result", validate_action_result),
     (Event, "resolve_by_type", staticmethod(resolve_event_type)),
     (EndpointConfig, "session", kept_alive_session),
@@ -301,9 +337,11 @@ PATCHES: list[tuple[type, str, Any]] = [
     (Domain, "is_empty", domain_is_empty),
     (CountVectorsFeaturizer, "_create_features", count_vector_features),
     (Message, "_combine_features", staticmethod(combine_features)),
+    (model_data_utils, "_create_fake_features", create_fake_features),
+    (RasaModel, "run_inference", run_inference),
     (RasaModel, "_rasa_predict", rasa_predict),
 ]
-ORIGINALS: dict[tuple[type, str], Any] = {(owner, name): owner.__dict__[name] for owner, name, _ in PATCHES}
+ORIGINALS: dict[tuple[Any, str], Any] = {(owner, name): owner.__dict__[name] for owner, name, _ in PATCHES}
 
 
 def install() -> None:
