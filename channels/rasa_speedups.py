@@ -17,11 +17,11 @@
   `transform`, whose checks and sparse conversions cost more than the counting. A message's
   matrices are now built from the vocabulary directly, and each token is counted once.
 - The NLU classifier stacks each featurizer's sparse matrix onto the others one `hstack` at a
-  time (with a deep copy first), deep-copies every feature matrix to make empty placeholders,
-  builds a batch generator for its one message, and calls its traced TensorFlow function through
-  the generic dispatch that re-inspects every input. All matrices are now stacked at once, the
-  placeholders made empty from the start, the one batch prepared directly, and the traced
-  function called with the tensors directly.
+  time (with a deep copy first), turns its one message into training-style model data (empty
+  placeholders deep-copied from every feature matrix, a batch generator), and calls its traced
+  TensorFlow function through the generic dispatch that re-inspects every input. All matrices are
+  now stacked at once, the message's input arrays built from its features directly, and the
+  traced function called with the tensors directly.
 
 `install()` runs wherever Rasa imports this package (see `channels/__init__.py`): the Rasa server,
 and `rasa train` through the policy named in config.yml. `PATCHES` lists what it replaces and
@@ -31,7 +31,6 @@ and `rasa train` through the policy named in config.yml. `PATCHES` lists what it
 from __future__ import annotations
 
 import asyncio
-import copy
 import functools
 import weakref
 from typing import Any, Callable, Sequence
@@ -45,18 +44,18 @@ from keras.utils.tf_utils import sync_to_numpy_or_python_type
 from rasa.core.actions.action import RemoteAction
 from rasa.engine.exceptions import GraphRunError
 from rasa.engine.runner.dask import DaskGraphRunner
+from rasa.nlu.classifiers.diet_classifier import DIETClassifier
 from rasa.nlu.constants import DENSE_FEATURIZABLE_ATTRIBUTES
 from rasa.nlu.featurizers.sparse_featurizer.count_vectors_featurizer import CountVectorsFeaturizer
 from rasa.shared.constants import DIAGNOSTIC_DATA
 from rasa.shared.core.domain import Domain
 from rasa.shared.core.events import Event
+from rasa.shared.nlu.constants import TEXT
 from rasa.shared.nlu.training_data.features import Features
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.utils.common import all_subclasses
 from rasa.utils.endpoints import DEFAULT_REQUEST_TIMEOUT, EndpointConfig
-from rasa.utils.tensorflow import model_data_utils
-from rasa.utils.tensorflow.data_generator import RasaDataGenerator
-from rasa.utils.tensorflow.model_data import RasaModelData
+from rasa.utils.tensorflow.constants import FEATURIZERS, MASK, SENTENCE, SEQUENCE, SEQUENCE_LENGTH
 from rasa.utils.tensorflow.models import RasaModel
 from sklearn.feature_extraction.text import CountVectorizer
 from tensorflow.python.eager import context as tf_context
@@ -151,7 +150,9 @@ class _Borrowed:
         return None
 
 
-def run_graph(runner: DaskGraphRunner, inputs: dict[str, Any] | None = None, targets: list[str] | None = None) -> dict[str, Any]:
+def run_graph(
+    runner: DaskGraphRunner, inputs: dict[str, Any] | None = None, targets: list[str] | None = None
+) -> dict[str, Any]:
     """`DaskGraphRunner.run` without dask: the same nodes called with the same arguments.
 
     As in Rasa, an input is passed on as `(name, value)`, each node returns `(name, output)`, a
@@ -165,7 +166,8 @@ def run_graph(runner: DaskGraphRunner, inputs: dict[str, Any] | None = None, tar
     try:
         for name in order:
             if name not in results:
-                results[name] = runner._instantiated_nodes[name](*(results.get(need, need) for need in nodes[name].needs.values()))
+                needs = (results.get(need, need) for need in nodes[name].needs.values())
+                results[name] = runner._instantiated_nodes[name](*needs)
     except RuntimeError as error:
         raise GraphRunError("Error running runner.") from error
     return dict(results[target] for target in run_targets)
@@ -203,8 +205,9 @@ def _empty_domain() -> dict[str, Any]:
 def count_vector_features(
     featurizer: CountVectorsFeaturizer, attribute: str, all_tokens: list[list[str]]
 ) -> tuple[list[Any], list[Any]]:
-    """`CountVectorsFeaturizer._create_features` for one message (training goes to Rasa's): the
-    same matrices, entry for entry, as scikit-learn's `transform` followed by Rasa's `sort_indices`."""
+    """`CountVectorsFeaturizer._create_features` for one message, as `process` asks for it (in
+    training too; several at once go to Rasa's): the same matrices, entry for entry, as
+    scikit-learn's `transform` followed by Rasa's `sort_indices`."""
     vectorizer = (featurizer.vectorizers or {}).get(attribute)
     if vectorizer is None or len(all_tokens) != 1 or not all_tokens[0]:
         return _rasa_count_vector_features(featurizer, attribute, all_tokens)
@@ -242,7 +245,8 @@ class _VocabularyCounter:
         row = np.repeat(np.arange(len(rows)), [len(counts) for counts in rows])
         column = np.array([column for column, _ in cells], dtype=np.int64)
         data = np.ones(len(cells)) if self.binary else np.array([count for _, count in cells])
-        return scipy.sparse.coo_matrix((data.astype(self.dtype), (row, column)), shape=(len(rows), len(self.vocabulary)))
+        shape = (len(rows), len(self.vocabulary))
+        return scipy.sparse.coo_matrix((data.astype(self.dtype), (row, column)), shape=shape)
 
 
 def combine_features(features: list[Features], featurizers: list[str]) -> Features | None:
@@ -255,13 +259,10 @@ def combine_features(features: list[Features], featurizers: list[str]) -> Featur
     if any(block.shape[0] != rows for block in blocks):
         return _rasa_combine_features(features, featurizers)  # Rasa's own error
     offsets = np.cumsum([0] + [block.shape[1] for block in blocks])
-    matrix = scipy.sparse.coo_matrix(
-        (
-            np.concatenate([block.data for block in blocks]),
-            (np.concatenate([block.row for block in blocks]), np.concatenate([b.col + o for b, o in zip(blocks, offsets)])),
-        ),
-        shape=(rows, int(offsets[-1])),
-    )
+    data = np.concatenate([block.data for block in blocks])
+    row = np.concatenate([block.row for block in blocks])
+    column = np.concatenate([block.col + offset for block, offset in zip(blocks, offsets)])
+    matrix = scipy.sparse.coo_matrix((data, (row, column)), shape=(rows, int(offsets[-1])))
     return Features(matrix, features[0].type, features[0].attribute, featurizers)
 
 
@@ -281,33 +282,37 @@ class FlatPredictStep:
         return self.concrete._call_flat(tensors, self.concrete.captured_inputs)
 
 
-def create_fake_features(all_features: list) -> list[Features]:
-    """`model_data_utils._create_fake_features`: empty features shaped like the first example's,
-    made empty from the start instead of deep-copied (matrix included) and then emptied."""
-    example = next(features for per_example in all_features for features in per_example if features is not None)
-    return [
-        Features(
-            scipy.sparse.coo_matrix((0, f.features.shape[-1]), f.features.dtype)
-            if f.is_sparse()
-            else np.zeros((0, f.features.shape[-1]), f.features.dtype),
-            f.type,
-            f.attribute,
-            copy.deepcopy(f.origin),
-        )
-        for f in example
-    ]
+def diet_predict(classifier: DIETClassifier, message: Message) -> dict[str, Any] | None:
+    """`DIETClassifier._predict` for a message whose text has only sparse features (this
+    pipeline's): the model's input built from them directly, the arrays Rasa's model data and
+    batch preparation make of them. Anything else goes to Rasa's."""
+    batch = _text_batch(classifier, message)
+    if batch is None:
+        return _rasa_diet_predict(classifier, message)
+    return classifier.model._rasa_predict(batch)
 
 
-def run_inference(
-    model: RasaModel, model_data: RasaModelData, batch_size: int | list[int] = 1, output_keys_expected: list[str] | None = None
-) -> dict[str, Any]:
-    """`RasaModel.run_inference` for one example (a message): its one batch, without a generator."""
-    if model_data.number_of_examples() != 1:
-        return _rasa_run_inference(model, model_data, batch_size, output_keys_expected)
-    outputs = model._rasa_predict(RasaDataGenerator.prepare_batch(model_data.data, 0, 1))
-    if output_keys_expected:
-        outputs = {key: output for key, output in outputs.items() if key in output_keys_expected}
-    return outputs
+def _text_batch(classifier: DIETClassifier, message: Message) -> tuple[np.ndarray, ...] | None:
+    """Mask, sentence features, sequence features and sequence length, as `prepare_batch` gives them."""
+    signature = getattr(classifier.model, "predict_data_signature", None)
+    if signature is None or list(signature) != [TEXT] or list(signature[TEXT]) != _TEXT_INPUTS:
+        return None
+    featurizers = classifier.component_config[FEATURIZERS]
+    if message.get_dense_features(TEXT, featurizers) != (None, None):
+        return None
+    sequence, sentence = message.get_sparse_features(TEXT, featurizers)
+    if sequence is None or sentence is None:
+        return None
+    length = np.array([sequence.features.shape[0]], np.float32)
+    return (np.ones((1, 1, 1), np.float32), *_sparse_input(sentence.features), *_sparse_input(sequence.features), length)
+
+
+def _sparse_input(matrix: scipy.sparse.spmatrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One example's sparse matrix as a batch of one: (example, row, column) indices, values, shape."""
+    coo = matrix.tocoo()
+    indices = np.stack([np.zeros_like(coo.row), coo.row, coo.col], axis=1).astype(np.int64)
+    shape = np.array((1, *coo.shape), np.int64)
+    return indices, coo.data.astype(np.float32), shape
 
 
 def rasa_predict(model: RasaModel, batch_in: Sequence[np.ndarray]) -> dict[str, Any]:
@@ -326,7 +331,8 @@ def rasa_predict(model: RasaModel, batch_in: Sequence[np.ndarray]) -> dict[str, 
 
 _counters: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _rasa_count_vector_features: Callable = CountVectorsFeaturizer._create_features
-_rasa_run_inference: Callable = RasaModel.run_inference
+_TEXT_INPUTS = [MASK, SENTENCE, SEQUENCE, SEQUENCE_LENGTH]
+_rasa_diet_predict: Callable = DIETClassifier._predict
 _rasa_combine_features: Callable = Message._combine_features
 _rasa_rasa_predict: Callable = RasaModel._rasa_predict
 PATCHES: list[tuple[Any, str, Any]] = [
@@ -337,8 +343,7 @@ PATCHES: list[tuple[Any, str, Any]] = [
     (Domain, "is_empty", domain_is_empty),
     (CountVectorsFeaturizer, "_create_features", count_vector_features),
     (Message, "_combine_features", staticmethod(combine_features)),
-    (model_data_utils, "_create_fake_features", create_fake_features),
-    (RasaModel, "run_inference", run_inference),
+    (DIETClassifier, "_predict", diet_predict),
     (RasaModel, "_rasa_predict", rasa_predict),
 ]
 ORIGINALS: dict[tuple[Any, str], Any] = {(owner, name): owner.__dict__[name] for owner, name, _ in PATCHES}

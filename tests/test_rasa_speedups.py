@@ -21,7 +21,6 @@ from rasa.shared.nlu.training_data.loading import load_data
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.utils.common import all_subclasses
 from rasa.utils.endpoints import EndpointConfig
-from rasa.utils.tensorflow import model_data_utils
 from sklearn.feature_extraction.text import CountVectorizer
 
 from bot.settings import PROJECT_ROOT
@@ -165,18 +164,6 @@ def test_count_vectors_equal_rasas_through_scikit_learn(vectorizer):
             for part in ("row", "col", "data"):
                 assert np.array_equal(getattr(ours, part), getattr(theirs, part))
     assert rasas(featurizer, TEXT, [[]]) == count_vector_features(featurizer, TEXT, [[]]) == ([None], [None])
-
-
-def test_placeholder_features_equal_rasas():
-    dense = Features(np.ones((3, 5), np.float32), FEATURE_TYPE_SEQUENCE, TEXT, "dense")
-    sparse = Features(scipy.sparse.coo_matrix(np.eye(3, 9, dtype=np.int64)), FEATURE_TYPE_SEQUENCE, TEXT, ["a", "b"])
-    all_features = [[None, [dense, sparse]]]
-    ours = rasa_speedups.create_fake_features(all_features)
-    theirs = rasa_speedups.ORIGINALS[(model_data_utils, "_create_fake_features")](all_features)
-    for mine, rasas in zip(ours, theirs, strict=True):
-        assert (mine.type, mine.attribute, mine.origin, mine.is_sparse()) == (rasas.type, rasas.attribute, rasas.origin, rasas.is_sparse())
-        assert mine.features.shape == rasas.features.shape and mine.features.dtype == rasas.features.dtype
-    assert sparse.origin == ["a", "b"] and ours[1].origin is not sparse.origin
 
 
 def test_the_empty_domain_is_still_recognised():
