@@ -136,6 +136,21 @@ class TranscriptLine:
         return {"author": self.author, "text": self.text, "at": self.at.isoformat() + "Z", "advisor": self.advisor}
 
 
+def missing_history(session: list[TranscriptLine], record: list[TranscriptLine]) -> list[TranscriptLine]:
+    """The messages of `session` (everything said before the hand-off) that `record` lacks.
+
+    A record starts with the last part of the session: what the assistant saw when it opened the
+    hand-off (the recent turns). The earlier messages are the session minus that overlap. With no
+    overlap to be sure of, nothing is added."""
+    said = [(line.author, line.text) for line in record]
+    if not said:
+        return list(session)
+    for overlap in range(min(len(session), len(said)), 0, -1):
+        if [(line.author, line.text) for line in session[-overlap:]] == said[:overlap]:
+            return session[:-overlap]
+    return []
+
+
 def _engine_for(database_url: str) -> sa.engine.Engine:
     if database_url.startswith("sqlite"):
         # A pool keeps connections (and their pragmas) instead of reopening the file every query.

@@ -8,18 +8,19 @@ people when nobody claimed their hand-off in time.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 import yaml
 from rasa.core.channels.channel import InputChannel, UserMessage
-from rasa.shared.core.events import BotUttered
+from rasa.shared.core.events import BotUttered, SessionStarted, UserUttered
 from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
-from bot.handoff import HandoffError, HandoffView
+from bot.handoff import HandoffError, HandoffView, TranscriptLine, missing_history
 from bot.handoff_desk import Message, is_within_reply_window
 from bot.ratelimit import RateLimiter
 from bot.services import handoff_desk, settings
@@ -72,6 +73,26 @@ async def deliver_to_person(request_app: Any, view: HandoffView, messages: tuple
             tracker.update(BotUttered(text, data, metadata={"author": author}))
         await agent.tracker_store.save(tracker)
     return len(sent) == len(messages)
+
+
+async def earlier_history(request_app: Any, view: HandoffView, record: list[TranscriptLine]) -> list[TranscriptLine]:
+    """What the person and the assistant said in the session before the hand-off, as far as its
+    record lacks it: the record keeps only the recent turns the assistant saw."""
+    tracker = await request_app.ctx.agent.tracker_store.retrieve_full_tracker(view.conversation_id)
+    if tracker is None:
+        return []
+    opened = view.created_at.replace(tzinfo=dt.timezone.utc).timestamp()
+    session: list[TranscriptLine] = []
+    for event in tracker.events:
+        if event.timestamp > opened:
+            break
+        if isinstance(event, SessionStarted):
+            session = []
+        elif isinstance(event, (UserUttered, BotUttered)) and event.text:
+            author = "person" if isinstance(event, UserUttered) else "assistant"
+            at = dt.datetime.fromtimestamp(event.timestamp, dt.timezone.utc).replace(tzinfo=None)
+            session.append(TranscriptLine(author, event.text, at))
+    return missing_history(session, record)
 
 
 class AdvisorConsole(InputChannel):
@@ -152,7 +173,14 @@ class AdvisorConsole(InputChannel):
         async def detail(request: Request, advisor, handoff_id: int) -> HTTPResponse:
             view = await run(desk.store.get, handoff_id)
             transcript = await run(desk.store.transcript, handoff_id)
-            return response.json({"handoff": view.as_json(), "transcript": [line.as_json() for line in transcript]})
+            earlier = await earlier_history(request.app, view, transcript)
+            return response.json(
+                {
+                    "handoff": view.as_json(),
+                    "earlier": [line.as_json() for line in earlier],
+                    "transcript": [line.as_json() for line in transcript],
+                }
+            )
 
         @console.route("/api/handoffs/<handoff_id:int>/claim", methods=["POST"])
         @authenticated

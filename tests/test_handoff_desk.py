@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.handoff import HandoffError, HandoffStore
+from bot.handoff import HandoffError, HandoffStore, TranscriptLine, missing_history
 from bot.handoff_desk import HandoffDesk
 from bot.knowledge import LiveKnowledgeBase
 from bot.office_hours import OfficeHours
@@ -133,3 +133,15 @@ def test_passwords_are_hashed_and_tokens_identify_the_advisor(desk):
     token = desk.store.login("ana", "una-clave-larga")
     assert desk.store.advisor_for_token(token) == (1, "Ana")
     assert desk.store.advisor_for_token("forged") is None
+
+
+def test_the_history_a_record_lacks_is_the_session_before_its_overlap():
+    def lines(*texts):
+        return [TranscriptLine("person" if t.startswith("p:") else "assistant", t[2:], TUESDAY_10AM) for t in texts]
+
+    session = lines("p:hola", "a:Hola", "p:italia", "a:Para Italia…", "p:asesor")
+    record = lines("p:italia", "a:Para Italia…", "p:asesor", "p:sigo esperando")
+    assert missing_history(session, record) == lines("p:hola", "a:Hola")
+    assert missing_history(session, lines("p:hola", "a:Hola", "p:italia", "a:Para Italia…", "p:asesor")) == []
+    assert missing_history(session, []) == session
+    assert missing_history(session, lines("p:otra cosa")) == []  # no overlap: nothing is guessed

@@ -49,6 +49,23 @@ def advisors(assistant):
     return clients
 
 
+def test_advisors_see_the_whole_conversation_before_a_long_one_is_handed_off(assistant, advisors):
+    ana, _ = advisors
+    person = assistant.new()
+    questions = [
+        "hola, soy de arequipa", "quiero trabajar en italia", "y para españa?", "como se si una agencia es formal",
+        "estoy en argentina y no me pagan", "y si estoy en chile?", "mis aportes de afuera me sirven?", "gracias",
+    ]  # fmt: skip
+    for text in questions:
+        assert person.say(text)
+    person.say("quiero hablar con un asesor")
+    _, detail = ana.call("GET", f"/handoffs/{ana.handoff_of(person.sender)['id']}")
+    record = [(line["author"], line["text"]) for line in detail["transcript"]]
+    everything = [(line["author"], line["text"]) for line in detail["earlier"]] + record
+    assert ("person", questions[0]) not in record  # the record keeps the recent turns only
+    assert [text for author, text in everything if author == "person"] == questions + ["quiero hablar con un asesor"]
+
+
 def test_person_to_advisor_and_back(assistant, advisors):
     ana, luis = advisors
     person = assistant.new()

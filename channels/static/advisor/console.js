@@ -98,14 +98,14 @@ async function openHandoff(id) {
 
 async function renderDetail(focus = false) {
   if (state.openId === null) return;
-  const { handoff: h, transcript } = await call(`/handoffs/${state.openId}`);
+  const { handoff: h, transcript, earlier = [] } = await call(`/handoffs/${state.openId}`);
   const signature = `${h.id}:${h.state}:${transcript.length}`;
   if (!focus && signature === state.signature) return;  // keep what the advisor is typing
   state.signature = signature;
   if (!focus && transcript.length > state.seenLines && transcript.at(-1).author === "person") notify("Nuevo mensaje de la persona");
   const mine = h.state === "active" && h.advisor === sessionStorage.getItem("som-advisor");
   const profile = Object.entries(h.profile).filter(([, v]) => v).map(([k, v]) => el("span", {}, el("strong", {}, `${k}: `), v));
-  const log = el("ol", { class: "transcript", "aria-label": "Conversación" }, ...transcript.map((line) =>
+  const log = el("ol", { class: "transcript", "aria-label": "Conversación" }, ...[...earlier, ...transcript].map((line) =>
     el("li", { class: line.author }, el("div", { class: "meta" }, `${AUTHORS[line.author] || line.author}${line.advisor ? ` (${line.advisor})` : ""} · ${when(line.at)}`),
     el("p", { class: "text" }, line.text))));
   const parts = [
