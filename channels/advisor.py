@@ -173,7 +173,11 @@ class AdvisorConsole(InputChannel):
         async def detail(request: Request, advisor, handoff_id: int) -> HTTPResponse:
             view = await run(desk.store.get, handoff_id)
             transcript = await run(desk.store.transcript, handoff_id)
-            earlier = await earlier_history(request.app, view, transcript)
+            try:
+                earlier = await earlier_history(request.app, view, transcript)
+            except Exception:  # the record alone still lets the advisor work
+                logger.exception("could not read the conversation before hand-off %s", handoff_id)
+                earlier = []
             return response.json(
                 {
                     "handoff": view.as_json(),
