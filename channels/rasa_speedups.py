@@ -61,7 +61,6 @@ from sklearn.feature_extraction.text import CountVectorizer
 from tensorflow.python.eager import context as tf_context
 from tensorflow.python.framework.constant_op import convert_to_eager_tensor
 
-_rasa_resolve_by_type = Event.resolve_by_type
 _event_classes: dict[str, type[Event]] = {}
 IDLE_CONNECTION_SECONDS = 2.0
 
@@ -115,7 +114,7 @@ def resolve_event_type(type_name: str, default: type[Event] | None = None) -> ty
         for event_class in all_subclasses(Event):
             _event_classes.setdefault(event_class.type_name, event_class)  # Rasa's first match wins
         found = _event_classes.get(type_name)
-    return found if found is not None else _rasa_resolve_by_type(type_name, default)
+    return found if found is not None else rasas(Event, "resolve_by_type")(type_name, default)
 
 
 def kept_alive_session(endpoint: EndpointConfig) -> "_Borrowed":
@@ -210,7 +209,7 @@ def count_vector_features(
     scikit-learn's `transform` followed by Rasa's `sort_indices`."""
     vectorizer = (featurizer.vectorizers or {}).get(attribute)
     if vectorizer is None or len(all_tokens) != 1 or not all_tokens[0]:
-        return _rasa_count_vector_features(featurizer, attribute, all_tokens)
+        return rasas(CountVectorsFeaturizer, "_create_features")(featurizer, attribute, all_tokens)
     counter = _counters.get(vectorizer) or _counters.setdefault(vectorizer, _VocabularyCounter(vectorizer))
     tokens = all_tokens[0]
     sequence = counter.matrix([counter.of_token(token) for token in tokens])
@@ -253,11 +252,11 @@ def combine_features(features: list[Features], featurizers: list[str]) -> Featur
     """`Message._combine_features` for sparse features: one stacking of all the featurizers'
     matrices, entry for entry what Rasa's successive `hstack`s give."""
     if len(features) < 2 or not all(f.is_sparse() for f in features):
-        return _rasa_combine_features(features, featurizers)
+        return rasas(Message, "_combine_features")(features, featurizers)
     blocks = [f.features.tocoo() for f in features]
     rows = blocks[0].shape[0]
     if any(block.shape[0] != rows for block in blocks):
-        return _rasa_combine_features(features, featurizers)  # Rasa's own error
+        return rasas(Message, "_combine_features")(features, featurizers)  # Rasa's own error
     offsets = np.cumsum([0] + [block.shape[1] for block in blocks])
     data = np.concatenate([block.data for block in blocks])
     row = np.concatenate([block.row for block in blocks])
@@ -288,7 +287,7 @@ def diet_predict(classifier: DIETClassifier, message: Message) -> dict[str, Any]
     batch preparation make of them. Anything else goes to Rasa's."""
     batch = _text_batch(classifier, message)
     if batch is None:
-        return _rasa_diet_predict(classifier, message)
+        return rasas(DIETClassifier, "_predict")(classifier, message)
     return classifier.model._rasa_predict(batch)
 
 
@@ -319,7 +318,7 @@ def rasa_predict(model: RasaModel, batch_in: Sequence[np.ndarray]) -> dict[str, 
     """`RasaModel._rasa_predict` once the prediction function is traced: the same outputs."""
     step = model._tf_predict_step
     if step is None or model._run_eagerly or not model.prepared_for_prediction:
-        return _rasa_rasa_predict(model, batch_in)  # traces on the first call
+        return rasas(RasaModel, "_rasa_predict")(model, batch_in)  # traces on the first call
     flat = model.__dict__.get("_flat_predict_step")
     if flat is None or flat.function is not step:
         flat = model._flat_predict_step = FlatPredictStep(step)
@@ -330,11 +329,7 @@ def rasa_predict(model: RasaModel, batch_in: Sequence[np.ndarray]) -> dict[str, 
 
 
 _counters: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-_rasa_count_vector_features: Callable = CountVectorsFeaturizer._create_features
 _TEXT_INPUTS = [MASK, SENTENCE, SEQUENCE, SEQUENCE_LENGTH]
-_rasa_diet_predict: Callable = DIETClassifier._predict
-_rasa_combine_features: Callable = Message._combine_features
-_rasa_rasa_predict: Callable = RasaModel._rasa_predict
 PATCHES: list[tuple[Any, str, Any]] = [
     (RemoteAction, "_validate_action_result", validate_action_result),
     (Event, "resolve_by_type", staticmethod(resolve_event_type)),
@@ -347,6 +342,11 @@ PATCHES: list[tuple[Any, str, Any]] = [
     (RasaModel, "_rasa_predict", rasa_predict),
 ]
 ORIGINALS: dict[tuple[Any, str], Any] = {(owner, name): owner.__dict__[name] for owner, name, _ in PATCHES}
+
+
+def rasas(owner: Any, name: str) -> Callable:
+    """Rasa's own version of a replaced function, callable as `owner.name` was."""
+    return ORIGINALS[(owner, name)].__get__(None, owner)
 
 
 def install() -> None:

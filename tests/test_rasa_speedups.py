@@ -133,7 +133,7 @@ def test_stacked_features_equal_rasas_successive_hstacks():
         ]  # fmt: skip
         origins = ["regex", "lexical", "words", "chars"]
         ours = rasa_speedups.combine_features(features, origins)
-        theirs = rasa_speedups.ORIGINALS[(Message, "_combine_features")].__func__(features, origins)
+        theirs = rasa_speedups.rasas(Message, "_combine_features")(features, origins)
         assert (ours.type, ours.attribute, ours.origin) == (theirs.type, theirs.attribute, theirs.origin)
         assert ours.features.shape == theirs.features.shape == (rows, sum(widths))
         assert ours.features.dtype == theirs.features.dtype
@@ -155,7 +155,7 @@ def test_stacked_features_equal_rasas_successive_hstacks():
 def test_count_vectors_equal_rasas_through_scikit_learn(vectorizer):
     vectorizer.fit(["quiero trabajar en italia", "mis aportes en chile", "hola buenas tardes, aa"])
     featurizer = SimpleNamespace(vectorizers={TEXT: vectorizer})  # all that either version reads
-    rasas = rasa_speedups.ORIGINALS[(CountVectorsFeaturizer, "_create_features")]
+    rasas = rasa_speedups.rasas(CountVectorsFeaturizer, "_create_features")
     for tokens in (["quiero", "trabajar", "en", "japón", "aa", "aa"], ["xyz"], ["Italia", "italia"]):
         ([sequence], [sentence]) = count_vector_features(featurizer, TEXT, [tokens])
         ([rasa_sequence], [rasa_sentence]) = rasas(featurizer, TEXT, [tokens])
