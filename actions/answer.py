@@ -60,7 +60,7 @@ class ActionAnswer(Action):
         return "action_answer"
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list[dict[str, Any]]:
-        reply = Responder(knowledge_base().current(), vocabulary()).respond(turn_from_tracker(tracker))
+        reply = Responder(knowledge_base().current(), vocabulary().current()).respond(turn_from_tracker(tracker))
         messages = [(m.text, m.buttons) for m in reply.messages]
         if reply.handoff:
             messages += self._hand_off(tracker, reply.handoff)

@@ -276,6 +276,10 @@ class LiveKnowledgeBase:
     def _read_signature(self) -> tuple:
         return tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in sorted(self._dir.glob("*.yml")))
 
+    @property
+    def directory(self) -> Path:
+        return self._dir
+
     def current(self) -> KnowledgeBase:
         now = time.monotonic()
         if now - self._checked_at < self.CHECK_INTERVAL_SECONDS:

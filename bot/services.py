@@ -9,7 +9,7 @@ from bot.handoff_desk import HandoffDesk
 from bot.knowledge import LiveKnowledgeBase
 from bot.office_hours import OfficeHours
 from bot.settings import NLU_DIR, Settings
-from bot.vocabulary import Vocabulary
+from bot.vocabulary import LiveVocabulary
 
 
 @lru_cache(maxsize=1)
@@ -35,5 +35,5 @@ def handoff_desk() -> HandoffDesk:
 
 
 @lru_cache(maxsize=1)
-def vocabulary() -> Vocabulary:
-    return Vocabulary.from_files([*sorted(NLU_DIR.glob("*.yml")), *sorted(settings().content_dir.glob("*.yml"))])
+def vocabulary() -> LiveVocabulary:
+    return LiveVocabulary(sorted(NLU_DIR.glob("*.yml")), knowledge_base())

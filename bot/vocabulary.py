@@ -17,6 +17,7 @@ from typing import Iterable
 import yaml
 
 from bot.countries import FUZZY_MATCHES_KEPT, fold
+from bot.knowledge import KnowledgeBase, LiveKnowledgeBase
 
 WORD = re.compile(r"[a-zñ]{3,}")  # in folded text; shorter words ("si", "ok", "en") prove nothing
 CLOSE_ENOUGH = 0.75  # "trabajr" → "trabajar", "italya" → "italia", "jubilasion" → "jubilacion"
@@ -49,6 +50,26 @@ class Vocabulary:
 
     def _compare_with_known(self, word: str) -> bool:
         return bool(difflib.get_close_matches(word, self.words, n=1, cutoff=CLOSE_ENOUGH))
+
+
+class LiveVocabulary:
+    """The words of the NLU examples and of the content as the live knowledge base has it now.
+
+    Rebuilt when the knowledge base is reloaded, so words an editor adds are known at once."""
+
+    def __init__(self, nlu_files: Iterable[Path], knowledge: LiveKnowledgeBase) -> None:
+        self._nlu_files = tuple(nlu_files)
+        self._knowledge = knowledge
+        self._built_for: KnowledgeBase | None = None
+        self._vocabulary = Vocabulary(())
+
+    def current(self) -> Vocabulary:
+        kb = self._knowledge.current()
+        if kb is not self._built_for:
+            content_files = sorted(self._knowledge.directory.glob("*.yml"))
+            self._vocabulary = Vocabulary.from_files([*self._nlu_files, *content_files])
+            self._built_for = kb
+        return self._vocabulary
 
 
 def _strings(value: object) -> Iterable[str]:

@@ -10,7 +10,7 @@ from bot.services import vocabulary
 
 @pytest.fixture
 def responder(kb) -> Responder:
-    return Responder(kb, vocabulary())
+    return Responder(kb, vocabulary().current())
 
 
 def text_of(reply) -> str:
@@ -156,4 +156,4 @@ def test_keyboard_mashing_is_not_understood_whatever_the_classifier_said(respond
 
 @pytest.mark.parametrize("typed", ["kiero trabajr en italya", "jubilasion", "ok", "/work_abroad", "2000"])
 def test_misspelt_short_or_button_messages_are_still_read(typed):
-    assert not vocabulary().is_unreadable(typed)
+    assert not vocabulary().current().is_unreadable(typed)

@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from bot.knowledge import ANSWERED_INTENTS, MAX_MESSAGE_CHARS, ContentError, KnowledgeBase, LiveKnowledgeBase
-from bot.settings import CONTENT_DIR
+from bot.settings import CONTENT_DIR, NLU_DIR
+from bot.vocabulary import LiveVocabulary
 
 
 def test_every_answered_intent_has_exactly_one_main_entry(kb):
@@ -91,3 +92,12 @@ def test_content_edits_are_live_and_bad_edits_are_ignored(content_copy, monkeypa
     assert live.current().entry(entry_id).messages == ("Texto nuevo.",)
     _edit_first_entry(content_copy, "som.yml", lambda e: e.pop("sources"))
     assert live.current().entry(entry_id).messages == ("Texto nuevo.",)
+
+
+def test_words_added_to_the_content_are_known_after_the_reload(content_copy, monkeypatch):
+    monkeypatch.setattr(LiveKnowledgeBase, "CHECK_INTERVAL_SECONDS", 0.0)
+    vocabulary = LiveVocabulary(sorted(NLU_DIR.glob("*.yml")), LiveKnowledgeBase(content_copy))
+    assert vocabulary.current().is_unreadable("xoquetzalli")
+    _edit_first_entry(content_copy, "som.yml", lambda e: e.update(messages=["Consulte por Xoquetzalli."]))
+    time.sleep(0.01)
+    assert not vocabulary.current().is_unreadable("xoquetzalli")
