@@ -170,6 +170,19 @@ def _engine_for(database_url: str) -> sa.engine.Engine:
     return sa.create_engine(database_url, pool_pre_ping=True)
 
 
+_INVOLVES = (
+    sa.select(Handoff.id)
+    .where(
+        Handoff.conversation_id == sa.bindparam("conversation_id"),
+        sa.or_(
+            sa.and_(Handoff.state.in_(OPEN_STATES), Handoff.message_left.is_(False)),
+            Handoff.awaiting_rating.is_(True),
+        ),
+    )
+    .limit(1)
+)
+
+
 class HandoffStore:
     def __init__(self, database_url: str) -> None:
         self.engine = _engine_for(database_url)
@@ -269,16 +282,12 @@ class HandoffStore:
             return self._view(s, record)
 
     def involves(self, conversation_id: str) -> bool:
-        """One cheap query on every message: is a hand-off open, or a rating awaited?"""
-        with self._session() as s:
-            query = s.query(Handoff.id).filter(
-                Handoff.conversation_id == conversation_id,
-                sa.or_(
-                    sa.and_(Handoff.state.in_(OPEN_STATES), Handoff.message_left.is_(False)),
-                    Handoff.awaiting_rating.is_(True),
-                ),
-            )
-            return query.first() is not None
+        """One cheap query on every message: is a hand-off open, or a rating awaited?
+
+        A statement built once, on a bare connection: the ORM session, query building and
+        commit cost more than the indexed lookup itself."""
+        with self.engine.connect() as connection:
+            return connection.execute(_INVOLVES, {"conversation_id": conversation_id}).first() is not None
 
     def open_for(self, conversation_id: str) -> HandoffView | None:
         """The hand-off that intercepts this conversation's messages, if any."""

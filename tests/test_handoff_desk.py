@@ -126,6 +126,23 @@ def test_only_the_owner_replies_and_closing_asks_for_a_rating(desk):
     assert [a[1] for a in desk.store.audit_log()] == ["claim", "reply", "close"]
 
 
+def test_the_check_on_every_message_follows_a_hand_off_through_its_life(desk):
+    involves = desk.store.involves
+    assert not involves("c1")
+    view, _ = open_handoff(desk)
+    assert involves("c1") and not involves("c2")  # waiting
+    desk.claim(view.id, 1, "Ana")
+    assert involves("c1")  # with an advisor
+    desk.close(view.id, 1)
+    assert involves("c1")  # a rating is awaited
+    desk.on_person_message("c1", "4")
+    assert not involves("c1")
+    open_handoff(desk, "night", now=TUESDAY_10PM)
+    assert involves("night")
+    desk.on_person_message("night", "Necesito ayuda con mi contrato")
+    assert not involves("night")  # the message is left: the assistant answers again
+
+
 def test_passwords_are_hashed_and_tokens_identify_the_advisor(desk):
     row = desk.store.engine.execute("select password_hash from advisors where username='ana'").scalar()
     assert row.startswith("$argon2") and "una-clave-larga" not in row
