@@ -14,9 +14,12 @@ import time
 import unicodedata
 from collections import OrderedDict
 from enum import Enum
-from typing import Generic, Hashable, Iterator, Sequence, TypeVar
+from typing import TYPE_CHECKING, Generic, Hashable, Iterator, Sequence, TypeVar
 
 from bot.ratelimit import RateLimiter
+
+if TYPE_CHECKING:
+    from bot.shared_keys import SharedKeys
 
 WHATSAPP_MAX_CHARS = 1600  # Twilio rejects longer WhatsApp bodies (error 21617)
 TELEGRAM_MAX_CHARS = 4096
@@ -176,16 +179,22 @@ class ExpiringMap(Generic[K, V]):
 
 
 class RecentIds:
-    """Webhook deliveries already seen: Twilio and Telegram redeliver when unsure we got one."""
+    """Webhook deliveries already seen: Twilio and Telegram redeliver when unsure we got one.
 
-    def __init__(self, ttl: float = 3600.0, max_items: int = 50_000) -> None:
+    With `shared` keys (Redis, several replicas) a redelivery to another replica is seen too."""
+
+    def __init__(self, ttl: float = 3600.0, max_items: int = 50_000, shared: SharedKeys | None = None) -> None:
         self._seen: ExpiringMap[str, bool] = ExpiringMap(ttl, max_items)
+        self._shared = shared
 
     def first_time(self, delivery_id: str, now: float | None = None) -> bool:
         if self._seen.get(delivery_id, now):
             return False
         self._seen.set(delivery_id, True, now)
-        return True
+        if self._shared is None:
+            return True
+        # Unknown (Redis unreachable): this process's memory decides.
+        return self._shared.add(f"seen:{delivery_id}", "1", self._seen.ttl) is not False
 
 
 class Flood(Enum):
@@ -216,16 +225,24 @@ class CallbackData:
 
     KEY_PREFIX = "~"
 
-    def __init__(self, ttl: float = 7 * 24 * 3600.0) -> None:
+    def __init__(self, ttl: float = 7 * 24 * 3600.0, shared: SharedKeys | None = None) -> None:
         self._payloads: ExpiringMap[str, str] = ExpiringMap(ttl)
+        self._shared = shared  # with Redis, any replica (or this one after a restart) resolves a key
 
     def for_payload(self, payload: str) -> str:
         if len(payload.encode("utf-8")) <= TELEGRAM_MAX_CALLBACK_BYTES and not payload.startswith(self.KEY_PREFIX):
             return payload
         key = self.KEY_PREFIX + hashlib.sha256(payload.encode("utf-8")).hexdigest()[:24]
         self._payloads.set(key, payload)
+        if self._shared is not None:
+            self._shared.set(f"button:{key}", payload, self._payloads.ttl)
         return key
 
     def payload(self, data: str) -> str | None:
         """The payload behind button data, or None when its key has expired (or a restart lost it)."""
-        return self._payloads.get(data) if data.startswith(self.KEY_PREFIX) else data
+        if not data.startswith(self.KEY_PREFIX):
+            return data
+        known = self._payloads.get(data)
+        if known is None and self._shared is not None:
+            known = self._shared.get(f"button:{data}")
+        return known

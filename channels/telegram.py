@@ -30,6 +30,7 @@ from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError, 
 
 from bot.messaging import TELEGRAM_MAX_CHARS, CallbackData, Option, RecentIds, split_message, telegram_html
 from bot.settings import Settings
+from bot.shared_keys import shared_keys
 from bot.telegram_api import SECRET_HEADER, make_bot
 from channels._common import ChatOutput, Inbound, InboundPath, ProviderChannel, with_retries
 from channels.delivery import OnNewMessage
@@ -83,7 +84,7 @@ class TelegramSender:
 
     def __init__(self, settings: Settings) -> None:
         self.bot = make_bot(settings)
-        self.callback_data = CallbackData()
+        self.callback_data = CallbackData(shared=shared_keys(settings, "telegram"))
         self._initialising = asyncio.Lock()
 
     async def ready(self) -> Bot:
@@ -133,7 +134,7 @@ class TelegramChannel(ProviderChannel):
         self.sender = TelegramSender(settings)
         self.output = TelegramOutput(self.sender)
         self.inbound = InboundPath(self.name(), self.output)
-        self.recent = RecentIds()
+        self.recent = RecentIds(shared=shared_keys(settings, self.name()))
 
     def blueprint(self, on_new_message: OnNewMessage) -> Blueprint:
         webhook = self.webhook_blueprint()

@@ -32,6 +32,7 @@ from twilio.twiml.messaging_response import MessagingResponse
 
 from bot.messaging import WHATSAPP_MAX_CHARS, Option, RecentIds, match_option, numbered_options, split_message
 from bot.settings import WHATSAPP_WEBHOOK_PATH, Settings
+from bot.shared_keys import shared_keys
 from channels._common import ChatOutput, Inbound, InboundPath, ProviderChannel, channel_text, with_retries
 from channels.delivery import OnNewMessage
 
@@ -127,7 +128,7 @@ class WhatsAppChannel(ProviderChannel):
         self.sender = WhatsAppSender(settings)
         self.output = WhatsAppOutput(self.sender)
         self.inbound = InboundPath(self.name(), self.output)
-        self.recent = RecentIds()
+        self.recent = RecentIds(shared=shared_keys(settings, self.name()))
 
     def blueprint(self, on_new_message: OnNewMessage) -> Blueprint:
         webhook = self.webhook_blueprint()

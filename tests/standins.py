@@ -13,9 +13,12 @@ import base64
 import html
 import itertools
 import json
+import random
 import re
 import socket
 import sqlite3
+import urllib.error
+import urllib.parse
 import urllib.request
 import threading
 import time
@@ -29,6 +32,10 @@ from pathlib import Path
 from typing import Any, Callable, Coroutine, Iterator, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
+from twilio.request_validator import RequestValidator
+
+from bot.settings import WHATSAPP_WEBHOOK_PATH
+
 T = TypeVar("T")
 
 TWILIO_ACCOUNT_SID = "AC" + "0" * 31 + "1"
@@ -39,6 +46,7 @@ TELEGRAM_BOT_USERNAME = "som_test_bot"
 TELEGRAM_BOT_TOKEN = f"{TELEGRAM_BOT_ID}:stand-in-telegram-token"
 TELEGRAM_WEBHOOK_SECRET = "stand-in-webhook-secret"
 PUBLIC_URL = "https://som.example.pe"
+WHATSAPP_SIGNED_URL = PUBLIC_URL + WHATSAPP_WEBHOOK_PATH  # the address Twilio signs
 
 
 @dataclass(frozen=True)
@@ -313,6 +321,55 @@ class TelegramStandIn(StandIn):
 
 def _ok(result: Any) -> tuple[int, dict]:
     return 200, {"ok": True, "result": result}
+
+
+class WhatsAppPerson:
+    """Someone writing to the SOM's WhatsApp number, as Twilio would post it to our webhook."""
+
+    def __init__(self, server_url: str, twilio: "TwilioStandIn") -> None:
+        self.webhook = server_url + WHATSAPP_WEBHOOK_PATH
+        self.twilio = twilio
+        self.address = f"whatsapp:+519{random.randrange(10**8):08d}"
+
+    def fields(self, body: str = "", **extra: str) -> dict[str, str]:
+        """Twilio's form for one incoming message; empty fields included, as Twilio signs them."""
+        return {
+            "MessageSid": f"SM{uuid.uuid4().hex}",
+            "AccountSid": TWILIO_ACCOUNT_SID,
+            "From": self.address,
+            "To": TWILIO_WHATSAPP_FROM,
+            "Body": body,
+            "NumMedia": "0",
+            "ProfileName": "Ana",
+            **extra,
+        }
+
+    def post(self, fields: dict[str, str], signature: str | None = "valid") -> tuple[int, str]:
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        if signature == "valid":
+            signature = RequestValidator(TWILIO_AUTH_TOKEN).compute_signature(WHATSAPP_SIGNED_URL, fields)
+        if signature is not None:
+            headers["X-Twilio-Signature"] = signature
+        request = urllib.request.Request(self.webhook, urllib.parse.urlencode(fields).encode(), headers)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+
+    def send(self, body: str = "", **extra: str) -> None:
+        status, _ = self.post(self.fields(body, **extra))
+        assert status == 200
+
+    def replies(self) -> list[str]:
+        return self.twilio.bodies(self.address)
+
+    def wait_reply(self, containing: str, count: int = 1) -> list[str]:
+        """All replies so far, once `count` of them contain `containing`."""
+        return wait_for(
+            lambda: sum(containing in r for r in self.replies()) >= count and self.replies(),
+            what=f"{count} WhatsApp repl(y/ies) containing {containing!r}",
+        )
 
 
 class Advisor:

@@ -25,6 +25,7 @@ from bot import runner
 from bot.handoff import HandoffStore
 from bot.settings import PROJECT_ROOT, Settings
 from conftest import ALWAYS_OPEN_HOURS, ARTIFACTS, free_port
+from standins import PUBLIC_URL, WhatsAppPerson
 
 pytestmark = pytest.mark.model
 POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -78,7 +79,7 @@ class Replica:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+def cluster(tmp_path_factory, twilio_standin):
     _require_services()
     database = f"som_test_{uuid.uuid4().hex[:10]}"
     admin = sa.create_engine(POSTGRES_ADMIN, isolation_level="AUTOCOMMIT")
@@ -97,6 +98,8 @@ def cluster(tmp_path_factory):
             "REDIS_URL": REDIS_URL,
             "REDIS_KEY_PREFIX": prefix,
             **({"AMQP_URL": AMQP_URL, "AMQP_QUEUE": prefix} if rabbitmq else {}),
+            **twilio_standin.env(),
+            "PUBLIC_URL": PUBLIC_URL,
             "RASA_PORT": str(_consecutive_free_ports(2)),
             "ACTION_PORT": str(free_port()),
         }
@@ -153,6 +156,17 @@ def test_two_replicas_serve_each_conversation_in_order_without_losing_anything(c
             assert turn.count("action_answer") == 1 and turn[-1] == "action_listen", (sender, turn)
         timestamps = [e["timestamp"] for e in events]
         assert timestamps == sorted(timestamps)
+
+
+def test_a_whatsapp_message_twilio_delivers_to_both_replicas_is_answered_once(cluster, twilio_standin, kb):
+    first, second = (WhatsAppPerson(url, twilio_standin) for url in cluster.rasa_urls)
+    second.address = first.address
+    greeting = first.fields("hola")
+    assert first.post(greeting)[0] == 200
+    assert second.post(greeting)[0] == 200  # Twilio's retry, routed to the other replica
+    first.send("gracias")
+    replies = first.wait_reply(kb.main_entry("thank").messages[0])
+    assert sum("asistente virtual" in reply for reply in replies) == 1, replies
 
 
 def test_a_killed_replica_comes_back_with_the_conversation_and_the_queue(cluster):

@@ -11,84 +11,30 @@ import datetime
 import json
 import random
 import urllib.error
-import urllib.parse
-import urllib.request
-import uuid
 
 import pytest
 from twilio.request_validator import RequestValidator
 
 from bot.handoff import HandoffStore
 from bot.privacy import hash_id
-from bot.settings import WHATSAPP_WEBHOOK_PATH, Settings
+from bot.settings import Settings
 from channels._common import DeliveryError
 from channels.whatsapp import WhatsAppSender
 from standins import (
     PUBLIC_URL,
     TOO_MANY_REQUESTS_TWILIO,
-    TWILIO_ACCOUNT_SID,
     TWILIO_AUTH_TOKEN,
-    TWILIO_WHATSAPP_FROM,
+    WHATSAPP_SIGNED_URL,
+    WhatsAppPerson,
     run_async,
     user_messages,
     wait_for,
 )
 
-SIGNED_URL = PUBLIC_URL + WHATSAPP_WEBHOOK_PATH
-
-
-class WhatsAppPerson:
-    """Someone writing to the SOM's WhatsApp number, as Twilio would post it to our webhook."""
-
-    def __init__(self, assistant, twilio) -> None:
-        self.webhook = assistant.url + WHATSAPP_WEBHOOK_PATH
-        self.twilio = twilio
-        self.address = f"whatsapp:+519{random.randrange(10**8):08d}"
-
-    def fields(self, body: str = "", **extra: str) -> dict[str, str]:
-        """Twilio's form for one incoming message; empty fields included, as Twilio signs them."""
-        return {
-            "MessageSid": f"SM{uuid.uuid4().hex}",
-            "AccountSid": TWILIO_ACCOUNT_SID,
-            "From": self.address,
-            "To": TWILIO_WHATSAPP_FROM,
-            "Body": body,
-            "NumMedia": "0",
-            "ProfileName": "Ana",
-            **extra,
-        }
-
-    def post(self, fields: dict[str, str], signature: str | None = "valid") -> tuple[int, str]:
-        headers = {"Content-Type": "application/x-www-form-urlencoded"}
-        if signature == "valid":
-            signature = RequestValidator(TWILIO_AUTH_TOKEN).compute_signature(SIGNED_URL, fields)
-        if signature is not None:
-            headers["X-Twilio-Signature"] = signature
-        request = urllib.request.Request(self.webhook, urllib.parse.urlencode(fields).encode(), headers)
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                return response.status, response.read().decode()
-        except urllib.error.HTTPError as error:
-            return error.code, error.read().decode()
-
-    def send(self, body: str = "", **extra: str) -> None:
-        status, _ = self.post(self.fields(body, **extra))
-        assert status == 200
-
-    def replies(self) -> list[str]:
-        return self.twilio.bodies(self.address)
-
-    def wait_reply(self, containing: str, count: int = 1) -> list[str]:
-        """All replies so far, once `count` of them contain `containing`."""
-        return wait_for(
-            lambda: sum(containing in r for r in self.replies()) >= count and self.replies(),
-            what=f"{count} WhatsApp repl(y/ies) containing {containing!r}",
-        )
-
 
 @pytest.fixture
 def person(assistant, twilio_standin) -> WhatsAppPerson:
-    return WhatsAppPerson(assistant, twilio_standin)
+    return WhatsAppPerson(assistant.url, twilio_standin)
 
 
 def thanks_reply(kb) -> str:
@@ -103,11 +49,11 @@ def test_unsigned_or_forged_requests_get_403_and_nothing_is_processed(person, kb
     fields = person.fields("hola")
     assert person.post(fields, signature=None)[0] == 403
     assert person.post(fields, signature="forged")[0] == 403
-    forged = RequestValidator("not-the-auth-token").compute_signature(SIGNED_URL, fields)
+    forged = RequestValidator("not-the-auth-token").compute_signature(WHATSAPP_SIGNED_URL, fields)
     assert person.post(fields, signature=forged)[0] == 403
     local_url = RequestValidator(TWILIO_AUTH_TOKEN).compute_signature(person.webhook, fields)
     assert person.post(fields, signature=local_url)[0] == 403, "the signature covers the public URL"
-    signed_original = RequestValidator(TWILIO_AUTH_TOKEN).compute_signature(SIGNED_URL, fields)
+    signed_original = RequestValidator(TWILIO_AUTH_TOKEN).compute_signature(WHATSAPP_SIGNED_URL, fields)
     assert person.post(dict(fields, Body="quiero hablar con un asesor"), signature=signed_original)[0] == 403
 
     person.send("gracias")
