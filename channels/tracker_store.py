@@ -25,6 +25,7 @@ from bot.turnlog import summarise_last_turn
 turn_logger = logging.getLogger("som.turn")
 RECENT_EVENTS = 30  # about five turns: what the rules and the actions look at
 LOADED = "_som_events_loaded"  # how many of a tracker's events are already stored
+SESSION_INDEX = "som_events_sender_type_id"
 
 
 class TurnLoggingSQLTrackerStore(SQLTrackerStore):
@@ -37,6 +38,20 @@ class TurnLoggingSQLTrackerStore(SQLTrackerStore):
             )
             sa.event.listen(self.engine, "connect", _fast_sqlite)
             self.sessionmaker = sa.orm.sessionmaker(bind=self.engine)
+        self._create_session_index()
+
+    def _create_session_index(self) -> None:
+        """Rasa indexes events by conversation only, so finding the latest session start and the
+        slots before the window read every event of the conversation: turn 100 paid for the 99
+        before it. This index makes both lookups seeks. (On an existing large PostgreSQL table,
+        the first start builds it, holding writes to `events` meanwhile.)"""
+        table = self.SQLEvent.__table__
+        index = sa.Index(SESSION_INDEX, table.c.sender_id, table.c.type_name, table.c.id)
+        try:
+            index.create(self.engine, checkfirst=True)
+        except sa.exc.DBAPIError:  # another replica created it at the same moment
+            if SESSION_INDEX not in {i["name"] for i in sa.inspect(self.engine).get_indexes(table.name)}:
+                raise
 
     async def retrieve(self, sender_id: str) -> DialogueStateTracker | None:
         with self.engine.connect() as connection:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 
 from rasa.shared.core.domain import Domain
 from rasa.shared.core.events import ActionExecuted, BotUttered, SessionStarted, SlotSet, UserUttered
 from rasa.shared.core.trackers import DialogueStateTracker
 
-from channels.tracker_store import RECENT_EVENTS, TurnLoggingSQLTrackerStore
+from channels.tracker_store import RECENT_EVENTS, SESSION_INDEX, TurnLoggingSQLTrackerStore
 
 DOMAIN = Domain.from_dict(
     {
@@ -68,3 +69,21 @@ def test_trackers_from_elsewhere_are_stored_without_duplicates(tmp_path):
     kinds = [type(event).__name__ for event in stored.events]
     assert kinds == ["ActionExecuted", "UserUttered", "ActionExecuted", "BotUttered", "SlotSet", "ActionExecuted", "BotUttered"]
     assert stored.events[-1].text == "mensaje del asesor"
+
+
+def test_session_lookups_seek_an_index_instead_of_reading_the_whole_conversation(tmp_path):
+    path = tmp_path / "t.db"
+    store = TurnLoggingSQLTrackerStore(DOMAIN, dialect="sqlite", db=str(path))
+    TurnLoggingSQLTrackerStore(DOMAIN, dialect="sqlite", db=str(path))  # a second replica on the same database
+
+    def plan(query) -> list[str]:
+        compiled = query.compile(dialect=store.engine.dialect)
+        rows = sqlite3.connect(path).execute(f"EXPLAIN QUERY PLAN {compiled}", [None] * len(compiled.positiontup))
+        return [row[3] for row in rows]
+
+    session_start = f"INDEX {SESSION_INDEX} (sender_id=? AND type_name=?)"
+    slots_before_window = f"INDEX {SESSION_INDEX} (sender_id=? AND type_name=? AND id>? AND id<?)"
+    window, head = plan(store._reads.window), plan(store._reads.head)
+    assert any(session_start in step for step in window), window
+    assert any(session_start in step for step in head) and any(slots_before_window in step for step in head), head
+    assert not any(step.startswith("SCAN") for step in window + head)
