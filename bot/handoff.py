@@ -13,7 +13,7 @@ import json
 import secrets
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import sqlalchemy as sa
 from argon2 import PasswordHasher
@@ -26,8 +26,16 @@ TOKEN_LIFETIME = dt.timedelta(hours=8)
 SUMMARY_TURNS = 6
 
 
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+Clock = Callable[[], dt.datetime]  # returns an aware datetime
+
+
+def system_clock() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def naive_utc(moment: dt.datetime) -> dt.datetime:
+    """The database keeps naive UTC times."""
+    return moment.astimezone(dt.timezone.utc).replace(tzinfo=None)
 
 
 class Advisor(Base):
@@ -36,7 +44,7 @@ class Advisor(Base):
     username = sa.Column(sa.String(64), unique=True, nullable=False)
     display_name = sa.Column(sa.String(128), nullable=False)
     password_hash = sa.Column(sa.String(255), nullable=False)
-    created_at = sa.Column(sa.DateTime, default=utcnow, nullable=False)
+    created_at = sa.Column(sa.DateTime, nullable=False)
 
 
 class Session(Base):
@@ -61,10 +69,10 @@ class Handoff(Base):
     advisor_id = sa.Column(sa.Integer, sa.ForeignKey("advisors.id"), nullable=True)
     rating = sa.Column(sa.Integer, nullable=True)
     awaiting_rating = sa.Column(sa.Boolean, default=False, nullable=False)
-    created_at = sa.Column(sa.DateTime, default=utcnow, nullable=False)
+    created_at = sa.Column(sa.DateTime, nullable=False)
     claimed_at = sa.Column(sa.DateTime, nullable=True)
     closed_at = sa.Column(sa.DateTime, nullable=True)
-    last_person_message_at = sa.Column(sa.DateTime, default=utcnow, nullable=False)
+    last_person_message_at = sa.Column(sa.DateTime, nullable=False)
 
 
 class HandoffMessage(Base):
@@ -74,7 +82,7 @@ class HandoffMessage(Base):
     author = sa.Column(sa.String(16), nullable=False)  # person | assistant | advisor | note | system
     advisor_id = sa.Column(sa.Integer, sa.ForeignKey("advisors.id"), nullable=True)
     text = sa.Column(sa.Text, nullable=False)
-    created_at = sa.Column(sa.DateTime, default=utcnow, nullable=False)
+    created_at = sa.Column(sa.DateTime, nullable=False)
 
 
 class AuditEntry(Base):
@@ -84,7 +92,7 @@ class AuditEntry(Base):
     action = sa.Column(sa.String(32), nullable=False)
     handoff_id = sa.Column(sa.Integer, nullable=True)
     detail = sa.Column(sa.Text, default="", nullable=False)
-    at = sa.Column(sa.DateTime, default=utcnow, nullable=False)
+    at = sa.Column(sa.DateTime, nullable=False)
 
 
 class HandoffError(Exception):
@@ -184,7 +192,9 @@ _INVOLVES = (
 
 
 class HandoffStore:
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, clock: Clock = system_clock) -> None:
+        """Every time the store writes or compares comes from `clock`, so tests choose the day."""
+        self.clock = clock
         self.engine = _engine_for(database_url)
         try:
             Base.metadata.create_all(self.engine)
@@ -192,6 +202,9 @@ class HandoffStore:
             Base.metadata.create_all(self.engine)
         self._sessions = sessionmaker(bind=self.engine, expire_on_commit=False)
         self._hasher = PasswordHasher()
+
+    def _now(self) -> dt.datetime:
+        return naive_utc(self.clock())
 
     @contextmanager
     def _session(self) -> Iterator[Any]:
@@ -213,7 +226,14 @@ class HandoffStore:
         with self._session() as s:
             if s.query(Advisor).filter_by(username=username).first():
                 raise HandoffError(409, f"ya existe el asesor '{username}'")
-            s.add(Advisor(username=username, display_name=display_name or username, password_hash=self._hasher.hash(password)))
+            s.add(
+                Advisor(
+                    username=username,
+                    display_name=display_name or username,
+                    password_hash=self._hasher.hash(password),
+                    created_at=self._now(),
+                )
+            )
 
     def login(self, username: str, password: str) -> str | None:
         """A new session token for valid credentials, else None."""
@@ -226,9 +246,9 @@ class HandoffStore:
                 self._hasher.verify(advisor.password_hash, password)
             except VerificationError:
                 return None
-            token = secrets.token_urlsafe(32)
-            s.add(Session(token_hash=_digest(token), advisor_id=advisor.id, expires_at=utcnow() + TOKEN_LIFETIME))
-            s.query(Session).filter(Session.expires_at < utcnow()).delete()
+            token, now = secrets.token_urlsafe(32), self._now()
+            s.add(Session(token_hash=_digest(token), advisor_id=advisor.id, expires_at=now + TOKEN_LIFETIME))
+            s.query(Session).filter(Session.expires_at < now).delete()
             return token
 
     def advisor_for_token(self, token: str) -> tuple[int, str] | None:
@@ -236,14 +256,14 @@ class HandoffStore:
             row = (
                 s.query(Advisor.id, Advisor.display_name)
                 .join(Session, Session.advisor_id == Advisor.id)
-                .filter(Session.token_hash == _digest(token), Session.expires_at > utcnow())
+                .filter(Session.token_hash == _digest(token), Session.expires_at > self._now())
                 .first()
             )
             return (row[0], row[1]) if row else None
 
     def audit(self, advisor_id: int | None, action: str, handoff_id: int | None = None, detail: str = "") -> None:
         with self._session() as s:
-            s.add(AuditEntry(advisor_id=advisor_id, action=action, handoff_id=handoff_id, detail=detail))
+            s.add(AuditEntry(advisor_id=advisor_id, action=action, handoff_id=handoff_id, detail=detail, at=self._now()))
 
     def audit_log(self) -> list[tuple[int | None, str, int | None]]:
         with self._session() as s:
@@ -266,6 +286,7 @@ class HandoffStore:
             current = self._open_record(s, conversation_id)
             if current is not None:
                 return self._view(s, current)
+            now = self._now()
             record = Handoff(
                 conversation_id=conversation_id,
                 channel=channel,
@@ -274,11 +295,13 @@ class HandoffStore:
                 profile=json.dumps(profile, ensure_ascii=False),
                 summary=" / ".join(f"{who}: {text[:80]}" for who, text in transcript[-SUMMARY_TURNS:]),
                 mode=mode,
+                created_at=now,
+                last_person_message_at=now,
             )
             s.add(record)
             s.flush()
             for author, text in transcript:
-                s.add(HandoffMessage(handoff_id=record.id, author=author, text=text))
+                s.add(HandoffMessage(handoff_id=record.id, author=author, text=text, created_at=now))
             return self._view(s, record)
 
     def involves(self, conversation_id: str) -> bool:
@@ -356,10 +379,10 @@ class HandoffStore:
 
     def add_message(self, handoff_id: int, author: str, text: str, advisor_id: int | None = None) -> None:
         with self._session() as s:
-            record = self._record(s, handoff_id)
-            s.add(HandoffMessage(handoff_id=handoff_id, author=author, text=text, advisor_id=advisor_id))
+            record, now = self._record(s, handoff_id), self._now()
+            s.add(HandoffMessage(handoff_id=handoff_id, author=author, text=text, advisor_id=advisor_id, created_at=now))
             if author == "person":
-                record.last_person_message_at = utcnow()
+                record.last_person_message_at = now
 
     def claim(self, handoff_id: int, advisor_id: int) -> HandoffView:
         """Take a waiting hand-off; of two advisors claiming at once, exactly one wins."""
@@ -368,7 +391,7 @@ class HandoffStore:
             won = (
                 s.query(Handoff)
                 .filter(Handoff.id == handoff_id, Handoff.state == "waiting")
-                .update({"state": "active", "advisor_id": advisor_id, "claimed_at": utcnow()}, synchronize_session=False)
+                .update({"state": "active", "advisor_id": advisor_id, "claimed_at": self._now()}, synchronize_session=False)
             )
             if not won:
                 raise HandoffError(409, "esta conversación ya no está en espera")
@@ -386,13 +409,13 @@ class HandoffStore:
         self.require_owner(handoff_id, advisor_id)
         with self._session() as s:
             record = self._record(s, handoff_id)
-            record.state, record.closed_at, record.awaiting_rating = "closed", utcnow(), True
+            record.state, record.closed_at, record.awaiting_rating = "closed", self._now(), True
         return self.get(handoff_id)
 
     def cancel(self, handoff_id: int) -> None:
         with self._session() as s:
             record = self._record(s, handoff_id)
-            record.state, record.closed_at = "cancelled", utcnow()
+            record.state, record.closed_at = "cancelled", self._now()
 
     def switch_to_message_mode(self, handoff_id: int) -> bool:
         """Nobody could attend live: the person may leave a message, which stays in the queue.
@@ -411,7 +434,8 @@ class HandoffStore:
             record.message_left, record.priority = True, max(record.priority, 1)
 
     def unclaimed_since(self, cutoff: dt.datetime) -> list[HandoffView]:
-        """Live hand-offs still waiting since before `cutoff`."""
+        """Live hand-offs still waiting since before `cutoff` (an aware datetime)."""
+        cutoff = naive_utc(cutoff)
         with self._session() as s:
             query = s.query(Handoff).filter(
                 Handoff.state == "waiting", Handoff.mode == "live", Handoff.created_at < cutoff
@@ -428,7 +452,8 @@ class HandoffStore:
             self._record(s, handoff_id).awaiting_rating = False
 
     def purge_older_than(self, cutoff: dt.datetime) -> int:
-        """Delete closed or cancelled hand-offs (and their messages) last touched before `cutoff`."""
+        """Delete closed or cancelled hand-offs (and their messages) last touched before `cutoff` (aware)."""
+        cutoff = naive_utc(cutoff)
         with self._session() as s:
             ids = [
                 i for (i,) in s.query(Handoff.id).filter(Handoff.state.in_(("closed", "cancelled")), Handoff.created_at < cutoff)

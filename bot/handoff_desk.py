@@ -13,7 +13,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.handoff import HandoffStore, HandoffView, utcnow
+from bot.handoff import HandoffStore, HandoffView, naive_utc
 from bot.knowledge import LiveKnowledgeBase
 from bot.office_hours import OfficeHours
 
@@ -39,7 +39,7 @@ def _fold(text: str) -> str:
 
 class HandoffDesk:
     def __init__(self, store: HandoffStore, kb: LiveKnowledgeBase, hours: OfficeHours, wait_minutes: float) -> None:
-        self.store = store
+        self.store = store  # its clock is the desk's: one source of time for records and office hours
         self.kb = kb
         self.hours = hours
         self.wait = dt.timedelta(minutes=wait_minutes)
@@ -59,14 +59,12 @@ class HandoffDesk:
         reason: str,
         profile: dict[str, Any],
         transcript: list[tuple[str, str]],
-        now: dt.datetime | None = None,
     ) -> tuple[HandoffView, tuple[Message, ...]]:
         """Open (or find) the hand-off and say what happens next."""
-        now = now or dt.datetime.now(dt.timezone.utc)
         existing = self.store.open_for(conversation_id)
         if existing is not None:
             return existing, self._next_steps(existing, repeated=True)
-        live = self.hours.is_open(now)
+        live = self.hours.is_open(self.store.clock())
         told_before = not live and self.store.offered_message_before(conversation_id)
         view = self.store.open(
             conversation_id, channel, reason, 1 if reason == "sensitive" else 0, profile, transcript,
@@ -109,9 +107,9 @@ class HandoffDesk:
         self.store.stop_awaiting_rating(closed.id)
         return Decision(to_assistant=text)
 
-    def expire_unclaimed(self, now: dt.datetime | None = None) -> list[tuple[HandoffView, tuple[Message, ...]]]:
+    def expire_unclaimed(self) -> list[tuple[HandoffView, tuple[Message, ...]]]:
         """Live hand-offs nobody claimed in time become leave-a-message ones; returns who to tell."""
-        cutoff = (now or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc).replace(tzinfo=None) - self.wait
+        cutoff = self.store.clock() - self.wait
         expired = []
         for view in self.store.unclaimed_since(cutoff):
             if self.store.switch_to_message_mode(view.id):
@@ -150,6 +148,6 @@ def _fill(text: str, values: dict[str, Any]) -> str:
     return text
 
 
-def is_within_reply_window(view: HandoffView, window: dt.timedelta, now: dt.datetime | None = None) -> bool:
+def is_within_reply_window(view: HandoffView, window: dt.timedelta, now: dt.datetime) -> bool:
     """WhatsApp accepts free text only within 24 h of the person's last message."""
-    return (now or utcnow()) - view.last_person_message_at <= window
+    return naive_utc(now) - view.last_person_message_at <= window

@@ -17,7 +17,7 @@ def purge(settings: Settings, older_than_days: float, now: dt.datetime | None = 
     now = now or dt.datetime.now(dt.timezone.utc)
     cutoff = now - dt.timedelta(days=older_than_days)
     conversations = _purge_trackers(settings.tracker_database_url, cutoff.timestamp())
-    handoffs = HandoffStore(settings.handoff_database_url).purge_older_than(cutoff.replace(tzinfo=None))
+    handoffs = HandoffStore(settings.handoff_database_url).purge_older_than(cutoff)
     return conversations, handoffs
 
 

@@ -202,7 +202,7 @@ class AdvisorConsole(InputChannel):
             view = await run(desk.store.require_owner, handoff_id, advisor[0])
             sender = outbound.sender_for(view.channel)
             window = getattr(sender, "reply_window", None)
-            if window is not None and not is_within_reply_window(view, window):
+            if window is not None and not is_within_reply_window(view, window, desk.store.clock()):
                 return _error(
                     409,
                     "WhatsApp solo admite texto libre hasta 24 horas después del último mensaje de la "

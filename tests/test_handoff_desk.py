@@ -20,16 +20,27 @@ TUESDAY_10PM = dt.datetime(2026, 12, 1, 22, 0, tzinfo=LIMA)
 HOLIDAY_10AM = dt.datetime(2026, 12, 8, 10, 0, tzinfo=LIMA)
 
 
+class FakeClock:
+    """The desk's one source of time, set by each test: no test reads today's date."""
+
+    def __init__(self, now: dt.datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+
 @pytest.fixture
 def desk(tmp_path: Path) -> HandoffDesk:
-    store = HandoffStore(f"sqlite:///{tmp_path / 'handoff.db'}")
+    store = HandoffStore(f"sqlite:///{tmp_path / 'handoff.db'}", clock=FakeClock(TUESDAY_10AM))
     store.add_advisor("ana", "una-clave-larga", "Ana")
     store.add_advisor("luis", "otra-clave-larga", "Luis")
     return HandoffDesk(store, LiveKnowledgeBase(CONTENT_DIR), OfficeHours.load(CONTENT_DIR / "office_hours.yml"), 10)
 
 
 def open_handoff(desk, conversation="c1", reason="requested", now=TUESDAY_10AM):
-    return desk.request(conversation, "rest", reason, {"país": "Chile"}, [("person", "hola"), ("assistant", "Hola")], now)
+    desk.store.clock.now = now
+    return desk.request(conversation, "rest", reason, {"país": "Chile"}, [("person", "hola"), ("assistant", "Hola")])
 
 
 def test_office_hours_follow_lima_days_hours_and_holidays():
@@ -86,10 +97,12 @@ def test_out_of_hours_takes_a_message_once_and_advisors_see_it_first(desk):
 
 def test_unclaimed_hand_off_times_out_once_and_offers_to_leave_a_message(desk):
     view, _ = open_handoff(desk)
-    later = TUESDAY_10AM + dt.timedelta(minutes=11)
-    expired = desk.expire_unclaimed(later)
+    desk.store.clock.now = TUESDAY_10AM + dt.timedelta(minutes=9)
+    assert desk.expire_unclaimed() == [], "still within the 10-minute wait"
+    desk.store.clock.now = TUESDAY_10AM + dt.timedelta(minutes=11)
+    expired = desk.expire_unclaimed()
     assert [v.id for v, _ in expired] == [view.id] and "ningún asesor" in expired[0][1][0][0]
-    assert desk.expire_unclaimed(later) == []
+    assert desk.expire_unclaimed() == []
     assert "quedó registrado" in desk.on_person_message("c1", "mi numero es 999").replies[0][0]
 
 
