@@ -11,10 +11,10 @@ from rasa_sdk.events import SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from bot.dialogue import Responder, Turn
-from bot.services import handoff_desk, knowledge_base, vocabulary
+from bot.services import handoff_desk, knowledge_base, ranker, vocabulary
 
 logger = logging.getLogger(__name__)
-REMEMBERED_SLOTS = ("country", "topic", "shown_privacy", "pending_offer", "fallback_streak")
+REMEMBERED_SLOTS = ("country", "topic", "shown_privacy", "pending_offer", "last_entry", "fallback_streak")
 TRANSCRIPT_EVENTS = 60
 
 
@@ -60,7 +60,8 @@ class ActionAnswer(Action):
         return "action_answer"
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict) -> list[dict[str, Any]]:
-        reply = Responder(knowledge_base().current(), vocabulary().current()).respond(turn_from_tracker(tracker))
+        kb = knowledge_base().current()
+        reply = Responder(kb, vocabulary().current(), ranker().for_kb(kb)).respond(turn_from_tracker(tracker))
         messages = [(m.text, m.buttons) for m in reply.messages]
         if reply.handoff:
             messages += self._hand_off(tracker, reply.handoff)

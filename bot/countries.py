@@ -6,22 +6,16 @@ import datetime as dt
 import difflib
 import functools
 import re
-import unicodedata
 from dataclasses import dataclass
 
-ANDEAN_MEMBERS_NOTE = "Bolivia, Colombia y Ecuador"
+from bot.text import fold
+
 _WORD = re.compile(r"[a-z0-9.]+")
 FUZZY_MATCHES_KEPT = 20_000  # words and phrases whose closest known match is remembered
 # Ordinary words that are close misspellings of a country or demonym: never read them as one.
 NOT_COUNTRIES = frozenset(
     {"espanol", "ingles", "frances", "aleman", "portugues", "salvador", "paraguas", "bolivar", "ecuatorial", "colonia"}
 )
-
-
-def fold(text: str) -> str:
-    """Lowercase and strip accents, so "Japón" and "japon" compare equal (keeps ñ as n)."""
-    decomposed = unicodedata.normalize("NFKD", text.lower())
-    return "".join(c for c in decomposed if not unicodedata.combining(c)).strip()
 
 
 @dataclass(frozen=True)
@@ -33,8 +27,10 @@ class Country:
     multilateral: str | None
     agreement_status: str
     notes: str | None
-    sources: tuple[str, ...]
+    sources: tuple  # of bot.sources.Source
     reviewed: dt.date
+    verify: str | None = None
+    cities: tuple[str, ...] = ()  # where Peruvians work there, so "estoy en Milán" names Italy
 
 
 class CountryIndex:
@@ -47,7 +43,7 @@ class CountryIndex:
         self.by_name = {c.name: c for c in countries}
         self._by_alias: dict[str, str] = {}
         for country in countries:
-            for alias in (country.name, *country.aliases):
+            for alias in (country.name, *country.aliases, *country.cities):
                 self._by_alias[fold(alias)] = country.name
         self._longest_alias_words = max((len(a.split()) for a in self._by_alias), default=1)
         # Fuzzy matching compares with every alias; people repeat the same words, so each is compared once.
@@ -75,13 +71,28 @@ class CountryIndex:
 
     def find_in_text(self, text: str) -> str | None:
         """The first country named in free text, trying longer phrases first ("corea del sur")."""
-        words = _WORD.findall(fold(text))
-        for start in range(len(words)):
+        return next((name for name, _ in self._mentions(_WORD.findall(fold(text))) if name), None)
+
+    def without_countries(self, text: str, fuzzy: bool = True) -> str:
+        """The words of `text` that name no country (folded): what it says besides where.
+
+        Without `fuzzy`, only exact aliases count: quick enough for the whole knowledge base."""
+        return " ".join(word for name, word in self._mentions(_WORD.findall(fold(text)), fuzzy) if not name)
+
+    def _mentions(self, words: list[str], fuzzy: bool = True):
+        """(country or None, words) for each run of words, longest country phrases first."""
+        look_up = self.normalise if fuzzy else self._by_alias.get
+        start = 0
+        while start < len(words):
             for size in range(min(self._longest_alias_words, len(words) - start), 0, -1):
-                found = self.normalise(" ".join(words[start : start + size]))
+                found = look_up(" ".join(words[start : start + size]))
                 if found:
-                    return found
-        return None
+                    yield found, " ".join(words[start : start + size])
+                    start += size
+                    break
+            else:
+                yield None, words[start]
+                start += 1
 
     def aliases(self) -> dict[str, list[str]]:
         """Canonical name → every alias, for generating the NLU lookup table and synonyms."""

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from bot.handoff import HandoffStore, HandoffView, naive_utc
 from bot.knowledge import LiveKnowledgeBase
 from bot.office_hours import OfficeHours
+from bot.text import fill, plain
 
-LEAVE_WORDS = frozenset({"cancelar", "cancela", "cancel", "menu", "salir", "/show_menu", "/cancel"})
+LEAVE_WORDS = frozenset({"cancelar", "cancela", "cancel", "menu", "salir", "show menu"})  # plain text; "/show_menu" too
 RATING = re.compile(r"^\s*([1-5])\s*(estrellas?)?\s*$")
 Message = tuple[str, tuple[tuple[str, str], ...]]  # (text, buttons)
 
@@ -28,13 +28,6 @@ class Decision:
 
     to_assistant: str | None  # text to hand to Rasa (None: the assistant stays quiet)
     replies: tuple[Message, ...] = ()
-    handoff: HandoffView | None = None
-    notify: bool = field(default=False)  # the console should hear of it
-
-
-def _fold(text: str) -> str:
-    decomposed = unicodedata.normalize("NFKD", text.strip().lower())
-    return "".join(c for c in decomposed if not unicodedata.combining(c)).strip(" .!¡¿?")
 
 
 class HandoffDesk:
@@ -47,7 +40,7 @@ class HandoffDesk:
     def _say(self, entry_id: str, **values: Any) -> tuple[Message, ...]:
         entry = self.kb.current().entry(entry_id)
         buttons = tuple((b.title, f"/{b.intent}") for b in entry.buttons if b.intent)
-        messages = [_fill(text, values) for text in entry.messages]
+        messages = [fill(text, values) for text in entry.messages]
         return tuple((text, buttons if i == len(messages) - 1 else ()) for i, text in enumerate(messages))
 
     # --- the person's side --------------------------------------------------------------
@@ -86,24 +79,24 @@ class HandoffDesk:
         view = self.store.open_for(conversation_id)
         if view is None:
             return self._after_handoff(conversation_id, text)
-        if view.state == "waiting" and _fold(text) in LEAVE_WORDS:
+        if view.state == "waiting" and plain(text) in LEAVE_WORDS:
             self.store.cancel(view.id)
-            return Decision(to_assistant="/show_menu", replies=self._say("handoff.cancelled"), handoff=view, notify=True)
+            return Decision(to_assistant="/show_menu", replies=self._say("handoff.cancelled"))
         self.store.add_message(view.id, "person", text)
         if view.state == "waiting" and view.mode == "message":
             self.store.mark_message_left(view.id)
-            return Decision(to_assistant=None, replies=self._say("handoff.message_received"), handoff=view, notify=True)
-        return Decision(to_assistant=None, handoff=view, notify=True)
+            return Decision(to_assistant=None, replies=self._say("handoff.message_received"))
+        return Decision(to_assistant=None)
 
     def _after_handoff(self, conversation_id: str, text: str) -> Decision:
         """Right after an advisor closed, a bare 1–5 is the rating; anything else goes on as usual."""
         closed = self.store.awaiting_rating(conversation_id)
         if closed is None:
             return Decision(to_assistant=text)
-        match = RATING.match(_fold(text))
+        match = RATING.match(plain(text))
         if match:
             self.store.rate(closed.id, int(match.group(1)))
-            return Decision(to_assistant=None, replies=self._say("handoff.rating_thanks"), handoff=closed)
+            return Decision(to_assistant=None, replies=self._say("handoff.rating_thanks"))
         self.store.stop_awaiting_rating(closed.id)
         return Decision(to_assistant=text)
 
@@ -140,12 +133,6 @@ class HandoffDesk:
         view = self.store.close(handoff_id, advisor_id)
         self.store.audit(advisor_id, "close", handoff_id)
         return view, self._say("handoff.closed")
-
-
-def _fill(text: str, values: dict[str, Any]) -> str:
-    for key, value in values.items():
-        text = text.replace("{" + key + "}", str(value))
-    return text
 
 
 def is_within_reply_window(view: HandoffView, window: dt.timedelta, now: dt.datetime) -> bool:

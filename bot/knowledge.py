@@ -18,6 +18,7 @@ from typing import Any, Iterable
 import yaml
 
 from bot.countries import Country, CountryIndex
+from bot.sources import Source, SourcePolicy, parse_policy, parse_sources
 
 logger = logging.getLogger(__name__)
 
@@ -44,9 +45,14 @@ INTENTS = (
 )  # fmt: skip
 # Every intent but `inform` (a bare country or detail) has one main entry that answers it.
 ANSWERED_INTENTS = tuple(intent for intent in INTENTS if intent != "inform")
+# What a follow-up question can ask about an entry's subject ("¿y cuánto cuesta?"): see `bot.followups`.
+ASPECTS = frozenset(
+    {"permit", "who", "where", "documents", "cost", "duration", "tourist", "recognition", "social_security", "help", "scams"}
+)
 URL_PATTERN = re.compile(r"^https://[A-Za-z0-9.-]+\.[A-Za-z]{2,}(/[^\s]*)?$")
-SOURCE_PATTERN = re.compile(r"^(leaflet|facts:.+|https://\S+)$")
-SPECIAL_FILES = ("countries.yml", "intent_titles.yml", "menu.yml", "office_hours.yml", "canned_replies.yml")
+SPECIAL_FILES = (
+    "countries.yml", "intent_titles.yml", "menu.yml", "office_hours.yml", "canned_replies.yml", "sources.yml",
+)  # fmt: skip
 
 
 class ContentError(Exception):
@@ -75,10 +81,15 @@ class Entry:
     id: str
     title: str
     messages: tuple[str, ...]
-    sources: tuple[str, ...]
+    sources: tuple[Source, ...]
     reviewed: dt.date
     audiences: tuple[str, ...] = ()
-    intent: str | None = None
+    intent: str | None = None  # set on the one main entry of an intent
+    topic: str | None = None  # the conversation topic (an intent) the entry belongs to
+    country: str | None = None  # the destination it is about
+    aspects: frozenset[str] = frozenset()  # the follow-up questions it answers
+    questions: tuple[str, ...] = ()  # how people ask for it, for the ranker
+    contact: str | None = None  # who confirms what the entry does not state
     buttons: tuple[Button, ...] = ()
     links: tuple[Link, ...] = ()
     verify: str | None = None
@@ -98,6 +109,8 @@ class KnowledgeBase:
     countries: CountryIndex
     titles: dict[str, str]
     menu: tuple[MenuItem, ...]
+    policy: SourcePolicy
+    aspect_names: dict[str, str]  # how the person is told which detail is missing
 
     def entry(self, entry_id: str) -> Entry:
         return self.entries[entry_id]
@@ -113,10 +126,12 @@ class KnowledgeBase:
         """Load and validate every file; raise `ContentError` listing all problems."""
         problems: list[str] = []
         entries: dict[str, Entry] = {}
+        aspect_names: dict[str, str] = {}
         for path in sorted(content_dir.glob("*.yml")):
             if path.name in SPECIAL_FILES:
                 continue
             raw = _read_yaml(path, problems)
+            aspect_names.update((raw or {}).get("aspect_names") or {})
             for item in (raw or {}).get("entries") or []:
                 entry = _parse_entry(item, path.name, problems)
                 if entry is None:
@@ -127,7 +142,15 @@ class KnowledgeBase:
         countries = _parse_countries(_read_yaml(content_dir / "countries.yml", problems), problems)
         titles = (_read_yaml(content_dir / "intent_titles.yml", problems) or {}).get("titles") or {}
         menu = _parse_menu(_read_yaml(content_dir / "menu.yml", problems), problems)
-        kb = cls(entries=entries, countries=CountryIndex(countries), titles=dict(titles), menu=menu)
+        policy = parse_policy(_read_yaml(content_dir / "sources.yml", problems), problems)
+        kb = cls(
+            entries=entries,
+            countries=CountryIndex(countries),
+            titles=dict(titles),
+            menu=menu,
+            policy=policy,
+            aspect_names=aspect_names,
+        )
         problems.extend(kb._cross_reference_problems())
         if problems:
             raise ContentError(problems)
@@ -142,10 +165,22 @@ class KnowledgeBase:
                     yield f"{entry.file}: {entry.id}: button '{button.title}' uses unknown intent '{button.intent}'"
             if entry.intent and entry.intent not in INTENTS:
                 yield f"{entry.file}: {entry.id}: unknown intent '{entry.intent}'"
+            if entry.topic and entry.topic not in ANSWERED_INTENTS:
+                yield f"{entry.file}: {entry.id}: unknown topic '{entry.topic}'"
+            if entry.country and self.countries.get(entry.country) is None:
+                yield f"{entry.file}: {entry.id}: unknown country '{entry.country}' (use a name from countries.yml)"
+            if entry.questions and not entry.topic:
+                yield f"{entry.file}: {entry.id}: has questions but no topic"
+            yield from self.policy.problems(f"{entry.file}: {entry.id}", entry.sources, entry.verify, entry.messages)
+        for country in self.countries:
+            texts = [t for t in (country.notes, country.bilateral, country.multilateral) if t]
+            yield from self.policy.problems(f"countries.yml: {country.name}", country.sources, country.verify, texts)
         for intent in ANSWERED_INTENTS:
             mains = [e.id for e in self.entries.values() if e.intent == intent]
             if len(mains) != 1:
                 yield f"intent '{intent}' needs exactly one main entry, found {mains or 'none'}"
+        for aspect in sorted(ASPECTS - set(self.aspect_names)):
+            yield f"followups.yml: aspect_names: missing a name for '{aspect}'"
         for intent in INTENTS:
             if intent not in self.titles:
                 yield f"intent_titles.yml: missing title for '{intent}'"
@@ -164,13 +199,8 @@ def _read_yaml(path: Path, problems: list[str]) -> Any:
     return None
 
 
-def _check_dated_and_sourced(item: dict, where: str, problems: list[str]) -> tuple[tuple[str, ...], dt.date | None]:
-    sources = tuple(str(s) for s in item.get("sources") or ())
-    if not sources:
-        problems.append(f"{where}: missing sources")
-    for source in sources:
-        if not SOURCE_PATTERN.match(source):
-            problems.append(f"{where}: malformed source '{source}' (use leaflet, facts:<section> or an https:// URL)")
+def _check_dated_and_sourced(item: dict, where: str, problems: list[str]) -> tuple[tuple[Source, ...], dt.date | None]:
+    sources = parse_sources(item.get("sources"), where, problems)
     reviewed = item.get("reviewed")
     if not isinstance(reviewed, dt.date):
         problems.append(f"{where}: missing or malformed 'reviewed' date (YYYY-MM-DD)")
@@ -207,6 +237,13 @@ def _parse_entry(item: Any, file: str, problems: list[str]) -> Entry | None:
         if bool(button.get("goto")) == bool(button.get("intent")):
             problems.append(f"{where}: button '{button.get('title')}' needs exactly one of goto or intent")
         buttons.append(Button(title=str(button.get("title", "")), goto=button.get("goto"), intent=button.get("intent")))
+    aspects = frozenset(str(a) for a in item.get("aspects") or ())
+    if aspects - ASPECTS:
+        problems.append(f"{where}: unknown aspects {sorted(aspects - ASPECTS)} (use {sorted(ASPECTS)})")
+    questions = item.get("questions") or []
+    if not isinstance(questions, list) or not all(isinstance(q, str) and q.strip() for q in questions):
+        problems.append(f"{where}: questions must be a list of non-empty texts")
+        questions = ()
     sources, reviewed = _check_dated_and_sourced(item, where, problems)
     return Entry(
         id=str(item["id"]),
@@ -216,6 +253,11 @@ def _parse_entry(item: Any, file: str, problems: list[str]) -> Entry | None:
         reviewed=reviewed or dt.date.min,
         audiences=audiences,
         intent=item.get("intent"),
+        topic=item.get("topic") or item.get("intent"),
+        country=item.get("country"),
+        aspects=aspects,
+        questions=tuple(q.strip() for q in questions),
+        contact=item.get("contact"),
         buttons=tuple(buttons),
         links=tuple(links),
         verify=item.get("verify"),
@@ -243,6 +285,8 @@ def _parse_countries(raw: Any, problems: list[str]) -> list[Country]:
                 notes=item.get("notes"),
                 sources=sources,
                 reviewed=reviewed or dt.date.min,
+                verify=item.get("verify"),
+                cities=tuple(str(c) for c in item.get("cities") or ()),
             )
         )
     return countries

@@ -11,12 +11,12 @@ import hashlib
 import html
 import re
 import time
-import unicodedata
 from collections import OrderedDict
 from enum import Enum
 from typing import TYPE_CHECKING, Generic, Hashable, Iterator, Sequence, TypeVar
 
 from bot.ratelimit import RateLimiter
+from bot.text import plain
 
 if TYPE_CHECKING:
     from bot.shared_keys import SharedKeys
@@ -96,13 +96,6 @@ def numbered_options(text: str, header: str, titles: Sequence[str]) -> str:
     return "\n".join([text.rstrip(), "", header, *lines])
 
 
-def fold(text: str) -> str:
-    """Lower case, no accents, punctuation and emoji as spaces: how people type on a phone."""
-    decomposed = unicodedata.normalize("NFKD", text.lower())
-    kept = "".join(c if c.isalnum() else " " for c in decomposed if not unicodedata.combining(c))
-    return " ".join(kept.split())
-
-
 def match_option(reply: str, options: Sequence[Option]) -> str | None:
     """The payload of the option `reply` picks: its number ("1", "uno", "la 2", "1️⃣") or its words.
 
@@ -111,13 +104,13 @@ def match_option(reply: str, options: Sequence[Option]) -> str | None:
     """
     if not options:
         return None
-    words = [w for w in fold(reply).split() if w not in _OPTION_FILLER] or fold(reply).split()
+    words = [w for w in plain(reply).split() if w not in _OPTION_FILLER] or plain(reply).split()
     if len(words) == 1:
         number = int(words[0]) if words[0].isdigit() else _NUMBER_WORDS.get(words[0])
         if number is not None:
             return options[number - 1][1] if 1 <= number <= len(options) else None
-    wanted = " ".join(fold(reply).split())
-    titles = [fold(title) for title, _ in options]
+    wanted = " ".join(plain(reply).split())
+    titles = [plain(title) for title, _ in options]
     if wanted in titles:
         return options[titles.index(wanted)][1]
     if len(wanted) < _MIN_PARTIAL_CHARS:

@@ -9,16 +9,19 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import signal
 import socket
 import string
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Callable, Iterator
 from urllib.parse import unquote, urlsplit
 
 import sqlalchemy as sa
@@ -33,6 +36,7 @@ logger = logging.getLogger(__name__)
 COUNTRY_NLU_FILE = PROJECT_ROOT / "data" / "nlu" / "countries.yml"
 MODELS_DIR = PROJECT_ROOT / "models"
 MODELS_KEPT = 2
+HELD_OUT_NLU = PROJECT_ROOT / "tests" / "nlu" / "test_nlu.yml"
 
 
 class StartupError(Exception):
@@ -175,11 +179,41 @@ def evaluate(settings: Settings, reports_dir: Path) -> dict[str, float]:
     """Run Rasa's NLU test on the held-out set; return the headline figures."""
     model = train(settings)
     subprocess.run(
-        [sys.executable, "-m", "rasa", "test", "nlu", "--nlu", "tests/nlu", "--model", str(model),
+        [sys.executable, "-m", "rasa", "test", "nlu", "--nlu", str(HELD_OUT_NLU), "--model", str(model),
          "--out", str(reports_dir)],
         cwd=PROJECT_ROOT, check=True, env=child_env(settings),
     )  # fmt: skip
     return headline_figures(reports_dir)
+
+
+@contextmanager
+def parsing_server(settings: Settings, model: Path) -> Iterator[Callable[[str], dict]]:
+    """The trained model behind Rasa's HTTP API on free ports: yields text → parse result."""
+    token = secrets.token_urlsafe(16)
+    with tempfile.TemporaryDirectory(prefix="som-eval-") as var_dir:
+        env = {**settings.env, "SOM_VAR_DIR": var_dir, "RASA_ENABLE_API": "1", "RASA_API_TOKEN": token,
+               "RASA_PORT": str(free_port()), "ACTION_PORT": str(free_port())}  # fmt: skip
+        log = open(Path(var_dir) / "servers.log", "w")
+        stack = Stack(Settings.from_env(env), model, log=log).start()
+        url = f"{stack.rasa_url}/model/parse?token={token}"
+
+        def parse(text: str) -> dict:
+            body = json.dumps({"text": text}).encode()
+            request = urllib.request.Request(url, body, {"Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                return json.load(answer)
+
+        try:
+            yield parse
+        finally:
+            stack.stop()
+            log.close()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def headline_figures(reports_dir: Path) -> dict[str, float]:

@@ -8,6 +8,7 @@ from bot.handoff import HandoffStore
 from bot.handoff_desk import HandoffDesk
 from bot.knowledge import LiveKnowledgeBase
 from bot.office_hours import OfficeHours
+from bot.ranker import LiveRanker
 from bot.settings import NLU_DIR, Settings
 from bot.vocabulary import LiveVocabulary
 
@@ -37,3 +38,8 @@ def handoff_desk() -> HandoffDesk:
 @lru_cache(maxsize=1)
 def vocabulary() -> LiveVocabulary:
     return LiveVocabulary(sorted(NLU_DIR.glob("*.yml")), knowledge_base())
+
+
+@lru_cache(maxsize=1)
+def ranker() -> LiveRanker:
+    return LiveRanker()

@@ -16,7 +16,8 @@ from typing import Iterable
 
 import yaml
 
-from bot.countries import FUZZY_MATCHES_KEPT, fold
+from bot.countries import FUZZY_MATCHES_KEPT
+from bot.text import fold
 from bot.knowledge import KnowledgeBase, LiveKnowledgeBase
 
 WORD = re.compile(r"[a-zñ]{3,}")  # in folded text; shorter words ("si", "ok", "en") prove nothing

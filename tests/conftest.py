@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import urllib.request
 import uuid
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from bot import runner
+from bot.runner import free_port
 from bot.handoff import HandoffStore
 from bot.knowledge import KnowledgeBase
 from bot.settings import CONTENT_DIR, Settings
@@ -26,12 +26,6 @@ days: [lunes, martes, miércoles, jueves, viernes, sábado, domingo]
 opens: "00:00"
 closes: "23:59:59"
 """
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

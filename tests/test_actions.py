@@ -25,7 +25,7 @@ def run_action(fixture: str) -> tuple[list[dict], dict]:
 def test_follow_up_country_answers_the_remembered_topic():
     messages, slots = run_action("chile_after_social_security.json")
     text = "\n".join(m["text"] for m in messages)
-    assert "Perú y Chile" in text and "Fuente: https://" in text
+    assert "Perú y Chile" in text and "Fuente: Biblioteca del Congreso Nacional de Chile — https://" in text
     assert not {"country", "topic", "fallback_streak"} & slots.keys()  # unchanged, so not sent again
 
 

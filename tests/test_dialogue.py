@@ -8,7 +8,7 @@ from bot.dialogue import NOT_UNDERSTOOD, REQUESTED, SENSITIVE, Responder, Turn, 
 from bot.services import vocabulary
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def responder(kb) -> Responder:
     return Responder(kb, vocabulary().current())
 
@@ -32,7 +32,7 @@ def test_first_greeting_shows_privacy_notice_once_and_the_seven_audiences(respon
 
 
 def test_social_security_without_country_asks_for_it_and_remembers_the_topic(responder):
-    reply = responder.respond(Turn("social_security", text="como hago con mi pension"))
+    reply = responder.respond(Turn("social_security", text="que convenios de seguridad social hay"))
     assert "¿De qué país" in text_of(reply)
     assert reply.slots["topic"] == "social_security"
 
@@ -45,7 +45,7 @@ def test_follow_up_with_a_country_answers_for_that_country(responder):
 
 def test_spain_agreement_is_stated_with_its_source(responder):
     reply = responder.respond(Turn("social_security", country="España"))
-    assert "2005" in text_of(reply) and "Fuente: https://" in text_of(reply)
+    assert "2003" in text_of(reply) and "Fuente: Boletín Oficial del Estado (España) — https://" in text_of(reply)
 
 
 def test_unverified_agreement_is_not_stated_and_points_to_the_som(responder):
@@ -71,7 +71,9 @@ def test_country_typed_in_free_text_is_found_when_nlu_missed_it(responder):
 
 
 def test_job_offer_warns_gives_1818_and_offers_an_advisor(responder):
-    reply = responder.respond(Turn("job_offer_check", text="me ofrecen trabajo en japon, sera real?"))
+    in_japan = responder.respond(Turn("job_offer_check", text="me ofrecen trabajo en japon, sera real?"))
+    assert in_japan.entry == "dest.japan.scams", "the destination's own warning signs"
+    reply = responder.respond(Turn("job_offer_check", text="me ofrecen un trabajo afuera, sera real?"))
     assert "1818" in text_of(reply)
     assert payload("human_handoff") in [p for _, p in buttons_of(reply)]
     assert reply.slots["pending_offer"] == REQUESTED

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import os
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -10,6 +14,8 @@ import pytest
 import yaml
 
 from bot.knowledge import ANSWERED_INTENTS, MAX_MESSAGE_CHARS, ContentError, KnowledgeBase, LiveKnowledgeBase
+from bot.ranker import EntryRanker
+from bot.sources import Source
 from bot.settings import CONTENT_DIR, NLU_DIR
 from bot.vocabulary import LiveVocabulary
 
@@ -75,6 +81,12 @@ def _edit_first_entry(content_dir: Path, file: str, change) -> str:
         (lambda e: e.update(buttons=[{"title": "x", "goto": "no.such.entry"}]), "missing entry 'no.such.entry'"),
         (lambda e: e.update(links=[{"title": "x", "url": "htp:/broken"}]), "malformed link"),
         (lambda e: e.update(messages=["a" * (MAX_MESSAGE_CHARS + 1)]), f"{MAX_MESSAGE_CHARS + 1} characters"),
+        (lambda e: e.update(sources=["https://andina.pe"]), "bare domain 'https://andina.pe'"),
+        (lambda e: e.update(sources=["https://andina.pe/noticia-123.aspx"], verify=None), "no primary source"),
+        (lambda e: e.update(verify="solo prensa", messages=["El trámite es gratuito."]), "never tells the person"),
+        (lambda e: e.update(aspects=["price"]), "unknown aspects ['price']"),
+        (lambda e: e.update(country="Narnia"), "unknown country 'Narnia'"),
+        (lambda e: e.update(topic="weather"), "unknown topic 'weather'"),
     ],
 )
 def test_checker_names_file_entry_and_problem(content_copy, change, expected):
@@ -101,3 +113,37 @@ def test_words_added_to_the_content_are_known_after_the_reload(content_copy, mon
     _edit_first_entry(content_copy, "som.yml", lambda e: e.update(messages=["Consulte por Xoquetzalli."]))
     time.sleep(0.01)
     assert not vocabulary.current().is_unreadable("xoquetzalli")
+
+
+def test_every_fact_has_a_primary_source_or_is_flagged_and_no_bare_domains(kb):
+    items = [(e.id, e.sources, e.verify) for e in kb.entries.values()]
+    items += [(c.name, c.sources, c.verify) for c in kb.countries]
+    for name, sources, verify in items:
+        assert not [s.ref for s in sources if s.is_bare_domain], name
+        assert verify or any(kb.policy.is_primary(s) for s in sources), name
+
+
+def test_the_person_sees_the_institution_and_never_a_secondary_source(kb):
+    assert kb.policy.shown([Source("leaflet")]) == "folleto del SOM"
+    secondary, official = Source("https://ro.scribd.com/document/1"), Source("https://www.migraciones.gob.pe/tramite/")
+    assert kb.policy.shown([secondary]) is None
+    assert kb.policy.shown([secondary, official]) == "Superintendencia Nacional de Migraciones — https://www.migraciones.gob.pe/tramite/"
+    named = Source("https://www.gob.pe/74664-cancilleria", name="Cancillería del Perú")
+    assert kb.policy.shown([named]).startswith("Cancillería del Perú — ")
+    assert not kb.policy.is_primary(Source("https://gob.pe.example.com/page")), "a look-alike domain is not gob.pe"
+
+
+def test_every_answerable_entry_says_how_people_ask_for_it(kb):
+    for entry in EntryRanker(kb).entries:
+        assert len(entry.questions) >= 3, entry.id
+
+
+def test_stale_items_are_listed_for_the_editors(content_copy):
+    _edit_first_entry(content_copy, "som.yml", lambda e: e.update(reviewed=dt.date(2020, 1, 1)))
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "content-check", "--stale", "365", "--today", "2026-12-02"],
+        capture_output=True, text=True, env={**os.environ, "SOM_CONTENT_DIR": str(content_copy)},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    stale = [line for line in result.stdout.splitlines() if "2020-01-01" in line]
+    assert len(stale) == 1 and "som.yml" in stale[0], result.stdout

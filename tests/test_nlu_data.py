@@ -30,7 +30,7 @@ def test_every_intent_has_enough_training_examples():
 
 
 def test_held_out_set_covers_every_intent_and_is_never_trained_on():
-    held_out = _examples(PROJECT_ROOT / "tests" / "nlu")
+    held_out = _examples(PROJECT_ROOT / "tests" / "nlu" / "test_nlu.yml")
     counts = Counter(m.get("intent") for m in held_out)
     assert all(counts[intent] >= 10 for intent in INTENTS), counts
     trained = {m.get("text").strip().lower() for m in _examples(PROJECT_ROOT / "data" / "nlu")}
