@@ -40,8 +40,9 @@ NOT_SUGGESTED = frozenset({FALLBACK_INTENT, "inform", "affirm", "deny", "greet",
 REQUESTED, NOT_UNDERSTOOD, SENSITIVE = "requested", "not_understood", "sensitive"
 # Signs of trafficking, retained documents or exploitation, in folded text: they earn a priority offer.
 SENSITIVE_SIGNS = re.compile(
-    r"(pasaporte|dni|documento|carne)s?\b.{0,40}(reten|quedar|quita|guard|no me (lo|los|la|las) (dan|devuelv))"
-    r"|(reten|quit|qued)\w*.{0,30}(pasaporte|dni|documento)"
+    r"(pasaporte|dni|documento|carne)s?\b.{0,40}(retien|retuv|reten|se (lo|la|los|las) qued|quit|guard"
+    r"|no me (lo|los|la|las) (dan|devuelv))"
+    r"|(retien|retuv|reten|quit|se quedo con|se quedaron con).{0,30}(pasaporte|dni|documento|carne)"
     r"|no (me|la|lo|los|las|nos) dejan (salir|irme|ir)|encerrad|amenaz|\btrata\b|explota|me obligan|me golpe"
     r"|no puedo salir"
 )
@@ -180,7 +181,7 @@ class Responder:
             topic=turn.slots.get("topic"),
             country=country.name if country else None,
             remembered_country=remembered.name if remembered else None,
-            aspects=asked_aspects(turn.text),
+            aspects=asked_aspects(turn.text) if is_short(turn.text) else frozenset(),  # a long question speaks for itself
         )
         return self.ranker.rank(turn.text, context)
 
@@ -218,6 +219,7 @@ class Responder:
             s for s in ranked
             if s.entry.topic == topic and s.entry.aspects & aspects and s.entry.country in (None, remembered)
         ]  # fmt: skip
+        fitting.sort(key=lambda s: s.entry.country != remembered)  # the conversation's country first
         last = turn.slots.get("last_entry")
         fresh = [s for s in fitting if s.entry.id != last]
         if fresh:

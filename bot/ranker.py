@@ -33,8 +33,8 @@ FILLER_WORDS = frozenset(
 )
 CHAR_SHARE = 0.6  # of the similarity that comes from character n-grams (typos), the rest from words
 BODY_WEIGHT = 0.75  # the entry's own text counts less than the questions people ask for it
-CENTROID_SHARE = 0.5  # of the question score that comes from all its questions together, the rest from the closest
-INTENT_WEIGHT = 0.15  # times the classifier's confidence in the entry's topic
+CENTROID_SHARE = 0.7  # of the question score that comes from all its questions together, the rest from the closest
+INTENT_WEIGHT = 0.2  # times the classifier's confidence in the entry's topic
 TOPIC_WEIGHT = 0.1  # the entry belongs to the conversation's current topic
 ASPECT_WEIGHT = 0.15  # the entry answers the aspect the message asks about
 COUNTRY_NAMED_WEIGHT = 0.35  # the entry is about the country this message names

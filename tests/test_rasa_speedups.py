@@ -177,7 +177,7 @@ def test_the_trained_pipeline_parses_exactly_as_with_rasas_own_code(trained_mode
     from rasa.core.agent import Agent
     from rasa.core.channels.channel import UserMessage
 
-    texts = [example.get(TEXT) for example in load_data(str(PROJECT_ROOT / "tests" / "nlu")).intent_examples]
+    texts = [example.get(TEXT) for example in load_data(str(PROJECT_ROOT / "tests" / "nlu" / "test_nlu.yml")).intent_examples]
     agent = Agent.load(str(trained_model))
 
     def parse_all() -> list[dict]:

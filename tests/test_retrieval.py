@@ -130,7 +130,7 @@ def _add_question(content_dir: Path, file: str, entry_id: str, question: str) ->
 def test_a_question_an_editor_adds_is_answered_after_the_reload_without_retraining(content_copy, monkeypatch):
     monkeypatch.setattr(LiveKnowledgeBase, "CHECK_INTERVAL_SECONDS", 0.0)
     live, rankers = LiveKnowledgeBase(content_copy), LiveRanker()
-    question = "me asaltaron el celular con el qr de la cita"
+    question = "el zorzal del parque canta de noche"
     context = Context(intent_scores={"nlu_fallback": 1.0})
     assert rankers.for_kb(live.current()).rank(question, context)[0].entry.id != "som.virtual_appointment"
     _add_question(content_copy, "som.yml", "som.virtual_appointment", question)
@@ -141,8 +141,12 @@ def test_a_question_an_editor_adds_is_answered_after_the_reload_without_retraini
 
 def test_two_entries_equally_close_are_offered_as_a_choice(content_copy):
     question = "tramite zeta para la constancia omega"
-    _add_question(content_copy, "som.yml", "som.email", question)
-    _add_question(content_copy, "som.yml", "som.website", question)
+    path = content_copy / "som.yml"
+    data = yaml.safe_load(path.read_text())
+    for entry in data["entries"]:
+        if entry["id"] in ("som.email", "som.website"):
+            entry["questions"] = [question] * 30  # the same questions: only the titles differ
+    path.write_text(yaml.safe_dump(data, allow_unicode=True))
     (reply,) = converse(Responder(KnowledgeBase.load(content_copy)), ("nlu_fallback", question))
     assert reply.prompt == "followup.which_one"
     titles = [title for title, _ in reply.messages[0].buttons]
@@ -171,3 +175,26 @@ def test_follow_up_aspects_are_read_from_how_people_ask(text, aspects):
 def test_every_aspect_the_content_may_use_can_be_asked():
     assert set(ASPECT_PATTERNS) == ASPECTS
     assert is_short("y eso cuanto demora?") and not is_short("quisiera saber cuanto demora el tramite de la tarjeta del migrante retornado en lima")
+
+
+def test_an_unsourced_fee_on_a_destination_is_answered_honestly_with_who_has_it(responder):
+    first, fee = converse(
+        responder,
+        ("work_abroad", "como hago para trabajar legalmente en corea", "Corea del Sur"),
+        ("out_of_scope", "y cuanto cuesta?"),
+    )
+    assert first.entry == "dest.korea.overview"
+    assert fee.entry == "dest.korea.documents"
+    said = text_of(fee)
+    assert "no tengo confirmada la tasa" in said and "Embajada de Corea" in said
+
+
+def test_who_does_the_procedure_is_answered_for_the_country_in_the_conversation(responder):
+    _, tourist, who = converse(
+        responder,
+        ("work_abroad", "quiero irme a trabajar a canada", "Canadá"),
+        ("work_abroad", "y si entro como turista puedo chambear?"),
+        ("out_of_scope", "y quien hace el tramite?"),
+    )
+    assert tourist.entry == "dest.canada.tourist"
+    assert who.entry == "dest.canada.overview"

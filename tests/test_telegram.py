@@ -199,7 +199,7 @@ def test_media_gets_a_clear_answer_and_is_kept_for_the_advisor(chat, kb, assista
     replies = chat.wait_reply(media_answer)
     assert [row[0]["callback_data"] for row in replies[-1]["keyboard"]["inline_keyboard"]] == ["/human_handoff"]
     photo = [{"file_id": f"PHOTO{px}", "file_unique_id": f"p{px}", "width": px, "height": px} for px in (90, 800)]
-    chat.say(photo=photo, caption="me ofrecen trabajo en japon pero piden pagar por adelantado")
+    chat.say(photo=photo, caption="me ofrecen trabajo afuera pero piden pagar por adelantado")
     texts = [r["text"] for r in chat.wait_reply("1818")]
     second_notice = max(i for i, text in enumerate(texts) if media_answer in text)
     assert second_notice == 1 and any("1818" in t for t in texts[second_notice:]), "notice first, then the caption"

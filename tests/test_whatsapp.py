@@ -123,7 +123,7 @@ def test_media_gets_a_clear_answer_and_is_kept_for_the_advisor(person, kb, assis
 @pytest.mark.model
 def test_an_over_long_message_is_cut_and_the_person_told(person, kb, assistant):
     person.send("quiero trabajar en españa, que necesito? " * 60)
-    replies = person.wait_reply(kb.main_entry("work_abroad").messages[0])
+    replies = person.wait_reply(kb.entry("dest.spain.overview").messages[0])
     assert replies[0] == kb.entry("channels.too_long").messages[0]
     (stored,) = user_messages(assistant.settings.sqlite_path, person.address, at_least=1)
     assert 1000 < len(stored["text"]) <= 1500
