@@ -87,9 +87,9 @@ def cmd_eval(settings: Settings, args: argparse.Namespace) -> int:
     """Held-out figures: intents (against the simple peer), entries, follow-ups, destinations, sources."""
     reports = PROJECT_ROOT / "reports"
     figures = runner.evaluate(settings, reports)
-    figures["peer_intent_accuracy"] = evaluation.peer_accuracy(
-        evaluation.nlu_examples(sorted(NLU_DIR.glob("*.yml"))), evaluation.nlu_examples([runner.HELD_OUT_NLU])
-    )
+    train, held_out = evaluation.nlu_examples(sorted(NLU_DIR.glob("*.yml"))), evaluation.nlu_examples([runner.HELD_OUT_NLU])
+    for peer in evaluation.PEERS:
+        figures[f"{peer}_accuracy"] = evaluation.peer_accuracy(train, held_out, peer)
     kb = KnowledgeBase.load(settings.content_dir)
     responder = Responder(kb, LiveVocabulary(sorted(NLU_DIR.glob("*.yml")), LiveKnowledgeBase(settings.content_dir)).current())
     with runner.parsing_server(settings, runner.latest_model()) as parse:
@@ -115,7 +115,8 @@ def cmd_eval(settings: Settings, args: argparse.Namespace) -> int:
         target = EVAL_TARGETS.get(name)
         verdict = "" if target is None else f"  (meta ≥ {target:.2f}: {'cumple' if value >= target else 'NO cumple'})"
         print(f"  {name:22} {value:.3f}{verdict}")
-    print(f"  {'margen sobre el par':22} {figures['intent_accuracy'] - figures['peer_intent_accuracy']:+.3f}")
+    for peer in evaluation.PEERS:
+        print(f"  {'DIET menos ' + peer:22} {figures['intent_accuracy'] - figures[peer + '_accuracy']:+.3f}")
     sources = evaluation.source_figures(kb, dt.date.today())
     print(
         f"\nFuentes: {sources['items']} ítems; con fuente primaria {sources['primary']}, marcados verify "

@@ -43,3 +43,10 @@ def vocabulary() -> LiveVocabulary:
 @lru_cache(maxsize=1)
 def ranker() -> LiveRanker:
     return LiveRanker()
+
+
+def warm_up() -> None:
+    """Build what the first answer needs (content, vocabulary, ranker) before anyone is waiting for it."""
+    kb = knowledge_base().current()
+    vocabulary().current()
+    ranker().for_kb(kb)
