@@ -114,9 +114,9 @@ def cmd_eval(settings: Settings, args: argparse.Namespace) -> int:
     for name, value in figures.items():
         target = EVAL_TARGETS.get(name)
         verdict = "" if target is None else f"  (meta ≥ {target:.2f}: {'cumple' if value >= target else 'NO cumple'})"
-        print(f"  {name:22} {value:.3f}{verdict}")
+        print(f"  {name:26} {value:.3f}{verdict}")
     for peer in evaluation.PEERS:
-        print(f"  {'DIET menos ' + peer:22} {figures['intent_accuracy'] - figures[peer + '_accuracy']:+.3f}")
+        print(f"  {'DIET menos ' + peer:26} {figures['intent_accuracy'] - figures[peer + '_accuracy']:+.3f}")
     sources = evaluation.source_figures(kb, dt.date.today())
     print(
         f"\nFuentes: {sources['items']} ítems; con fuente primaria {sources['primary']}, marcados verify "

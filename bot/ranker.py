@@ -41,10 +41,11 @@ ASPECT_WEIGHT = 0.15  # the entry answers the aspect the message asks about
 COUNTRY_NAMED_WEIGHT = 0.35  # the entry is about the country this message names
 COUNTRY_REMEMBERED_WEIGHT = 0.12  # … or the country of the conversation
 OTHER_COUNTRY_PENALTY = 0.4  # the entry is about another country than the one in the conversation
-NO_COUNTRY_PENALTY = 0.05  # a country guide when no country is known: the general entry comes first
+NO_COUNTRY_PENALTY = 0.1  # a country guide when no country is known: the general entry comes first
 # The intent a question about an aspect is classified as, wherever its entry lives: "where do I complain
 # in Italy?" is rights_abroad for the classifier, and Italy's guide answers it.
 ASPECT_INTENTS = {"help": "rights_abroad", "scams": "job_offer_check"}
+COUNTRY_AWARE_INTENTS = frozenset({"social_security"})
 
 
 @dataclass(frozen=True)
@@ -165,6 +166,8 @@ class _Masks:
         self.country = np.array([e.country or "" for e in entries], dtype=object)
         self.has_country = self.country != ""
         self.andean_general = self.by_topic.get("andean_worker", np.zeros(len(entries), bool)) & ~self.has_country
+        # Main entries that compose their answer for the country named (the agreement with it, its guide…).
+        self.answers_for_any_country = np.array([e.intent in COUNTRY_AWARE_INTENTS for e in entries])
         self.countries = countries
         self.none = np.zeros(len(entries), bool)
 
@@ -182,6 +185,8 @@ class _Masks:
         remembered = (self.country == known) & in_topic & ~named if known else self.none  # still talking about it
         other = self.has_country & ~named & ~(self.country == known) if known else self.none
         prior += COUNTRY_NAMED_WEIGHT * named + COUNTRY_REMEMBERED_WEIGHT * remembered - OTHER_COUNTRY_PENALTY * other
+        if context.country:
+            prior += COUNTRY_REMEMBERED_WEIGHT * self.answers_for_any_country
         if not known:
             prior -= NO_COUNTRY_PENALTY * self.has_country
         andean = self.countries.get(context.country) if context.country else None
