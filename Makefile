@@ -3,6 +3,8 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-lock
+DEV_STAMP := $(VENV)/.installed-dev-lock
+CODE := bot actions channels extensions integrations ops tests bench
 RASA_DATA := data/nlu data/stories data/rules
 WEBCHAT := channels/webchat
 WEBCHAT_VENDOR := channels/static/webchat/vendor
@@ -12,7 +14,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 export SQLALCHEMY_SILENCE_UBER_WARNING := 1
 export RASA_TELEMETRY_ENABLED := false
 
-.PHONY: run run-cluster test test-unit train shell eval bench advisor content-check validate setup webchat browser lock clean
+.PHONY: run run-cluster test test-unit lint format train shell eval bench advisor content-check validate setup setup-dev webchat browser lock clean
 
 run: setup
 	@$(PY) -m bot run
@@ -24,11 +26,20 @@ run-cluster: setup
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; } || true
 	@$(PY) -m bot cluster
 
-test: setup validate browser
+test: setup-dev validate lint browser
 	$(PY) -m pytest
 
-test-unit: setup
+test-unit: setup-dev
 	$(PY) -m pytest -m "not model"
+
+# The style gate: ruff's formatter and linter (pyproject.toml), over every Python file.
+lint: setup-dev
+	$(PY) -m ruff format --check $(CODE)
+	$(PY) -m ruff check $(CODE)
+
+format: setup-dev
+	$(PY) -m ruff format $(CODE)
+	$(PY) -m ruff check --fix $(CODE)
 
 train: setup
 	$(PY) -m bot train
@@ -56,6 +67,9 @@ validate: setup
 	$(PY) -m rasa data validate --fail-on-warnings --data $(RASA_DATA) --domain domain.yml --config config.yml
 
 setup: $(STAMP) webchat
+
+# Test and lint tools (requirements-dev.lock), never in the production image.
+setup-dev: setup $(DEV_STAMP)
 
 # The web chat's browser libraries (socket.io client; axe-core for the tests) from the pinned
 # package-lock.json into channels/static/webchat/vendor/, which the server serves: no CDN at run
@@ -96,10 +110,16 @@ $(STAMP): requirements.lock | $(PY)
 	$(PY) -m pip install --quiet -r requirements.lock
 	@touch $(STAMP)
 
-# Re-resolve the direct dependencies and pin the full set.
+$(DEV_STAMP): requirements-dev.lock $(STAMP)
+	$(PY) -m pip install --quiet -r requirements-dev.lock
+	@touch $(DEV_STAMP)
+
+# Re-resolve the direct dependencies and pin the full set (runtime, then the development tools on top).
 lock: | $(PY)
 	$(PY) -m pip install --quiet -r requirements.in
 	$(PY) -m pip freeze --exclude-editable > requirements.lock
+	$(PY) -m pip install --quiet -r requirements-dev.in
+	$(PY) -m pip freeze --exclude-editable | grep -vxFf requirements.lock > requirements-dev.lock
 
 clean:
 	rm -rf $(VENV) models .pytest_cache reports $(WEBCHAT)/node_modules $(WEBCHAT_VENDOR)

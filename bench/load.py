@@ -7,9 +7,9 @@ import itertools
 import threading
 import time
 import uuid
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import aiohttp
 import numpy as np
@@ -46,7 +46,9 @@ async def _say(session: aiohttp.ClientSession, target: Target, sender: str, text
     """Send one message and record it; the latency if it was answered, else None."""
     started = time.perf_counter()
     try:
-        async with session.post(f"{target.url}/webhooks/rest/webhook", json={"sender": sender, "message": text}) as response:
+        async with session.post(
+            f"{target.url}/webhooks/rest/webhook", json={"sender": sender, "message": text}
+        ) as response:
             answer = await response.json() if response.status == 200 else None
     except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
         answer = None
@@ -148,11 +150,10 @@ class PeakMemory:
                 self.peak[name] = max(self.peak[name], tree_rss(pid, children))
             self._stop.wait(self.interval)
 
-    def __enter__(self) -> "PeakMemory":
+    def __enter__(self) -> PeakMemory:
         self._thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
-

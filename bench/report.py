@@ -147,9 +147,7 @@ def targets_table(bench: Benchmark) -> str:
 
 
 def tables(bench: Benchmark) -> str:
-    return "\n\n".join(
-        [load_table(bench), resources_table(bench), growth_table(bench), targets_table(bench)]
-    )
+    return "\n\n".join([load_table(bench), resources_table(bench), growth_table(bench), targets_table(bench)])
 
 
 def latency_charts(bench: Benchmark) -> list[Path]:

@@ -28,11 +28,17 @@ SIZE_CONCURRENCY = 10
 
 def parse_arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="a smoke run: 5 s per level, 200 conversations for the size, one long conversation")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run: 5 s per level, 200 conversations for the size, one long conversation",
+    )
     parser.add_argument("--seconds", type=float, help="seconds per concurrency level (default 60; 5 with --quick)")
-    parser.add_argument("--size-conversations", type=int,
-                        help="conversations before measuring the tracker store (default 10000; 200 with --quick)")
+    parser.add_argument(
+        "--size-conversations",
+        type=int,
+        help="conversations before measuring the tracker store (default 10000; 200 with --quick)",
+    )
     arguments = parser.parse_args()  # fmt: skip
     arguments.seconds = arguments.seconds or (5 if arguments.quick else 60)
     arguments.size_conversations = arguments.size_conversations or (200 if arguments.quick else 10_000)

@@ -9,16 +9,16 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 from unittest import mock
 
 from bench.load import Target
-from bot import runner
 from bot.knowledge import KnowledgeBase
 from bot.settings import Settings
+from ops import runner
 
 STARTUP_TIMEOUT = 300.0
 # Variables that would move the assistant off the embedded profile.

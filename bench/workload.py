@@ -20,8 +20,12 @@ SCRIPTS: dict[str, tuple[str, ...]] = {
         "chau",
     ),
     "returned": ("hola", "regrese de italia hace un mes y busco chamba", "como saco la tarjeta del migrante retornado"),
-    "family": ("holaa", "mi hijo trabaja en chile y no le quieren pagar, como lo ayudo", "y si estuviera en argentina?"),
-    "andean_worker": ("buenos dias", "soy boliviano y tengo contrato para trabajar en una empresa de lima", "que es el sivitma"),
+    "family": (
+        "holaa", "mi hijo trabaja en chile y no le quieren pagar, como lo ayudo", "y si estuviera en argentina?",
+    ),
+    "andean_worker": (
+        "buenos dias", "soy boliviano y tengo contrato para trabajar en una empresa de lima", "que es el sivitma",
+    ),
     "foreigner": ("hola", "soy venezolano, puedo trabajar en peru?", "y si fuera colombiano?"),
     "pension_follow_up": ("mis aportes de afuera me sirven para la pension?", "y con chile?", "y con japon?"),
     "job_offer": (

@@ -30,11 +30,14 @@ CONVERSATION_MOVES = frozenset({"greet", "show_menu", "thank", "goodbye", "affir
 MOVE_CONFIDENCE = 0.7
 # Which missing detail is named first when a follow-up asks about several.
 ASPECT_ORDER = (
-    "cost", "duration", "documents", "where", "who", "permit", "tourist", "recognition", "social_security", "help", "scams",
+    "cost", "duration", "documents", "where", "who", "permit",
+    "tourist", "recognition", "social_security", "help", "scams",
 )  # fmt: skip
 DEFAULT_CONTACT = "el SOM"
 # Words around a bare country that add nothing: "y para Chile?", "con chile", "en canadá".
-COUNTRY_LEAD_WORDS = frozenset("y e o con para pa en de del a al x por sobre que q pues entonces si ok ya el la".split())
+COUNTRY_LEAD_WORDS = frozenset(
+    "y e o con para pa en de del a al x por sobre que q pues entonces si ok ya el la".split()
+)
 NOT_SUGGESTED = frozenset({FALLBACK_INTENT, "inform", "affirm", "deny", "greet", "goodbye", "thank", "out_of_scope"})
 # Hand-off reasons, kept in the `pending_offer` slot while an advisor is on offer.
 REQUESTED, NOT_UNDERSTOOD, SENSITIVE = "requested", "not_understood", "sensitive"
@@ -89,7 +92,9 @@ class Responder:
     STRONG_MATCH = 0.6  # lexical similarity that beats the conversation's topic and the classifier's doubt
     SUGGEST_AT = 0.2  # entries this similar are offered in "¿Quiso decir…?"
 
-    def __init__(self, kb: KnowledgeBase, vocabulary: Vocabulary | None = None, ranker: EntryRanker | None = None) -> None:
+    def __init__(
+        self, kb: KnowledgeBase, vocabulary: Vocabulary | None = None, ranker: EntryRanker | None = None
+    ) -> None:
         self.kb = kb
         self.vocabulary = vocabulary
         self.ranker = ranker or EntryRanker(kb)
@@ -121,8 +126,14 @@ class Responder:
 
     def _sensitive(self, turn: Turn, country: Country | None, slots: dict[str, Any]) -> Reply:
         """Signs of trafficking or retained documents: the closest entry on those situations, and an advisor first."""
-        fitting = [s.entry for s in self._rank(turn, country) if s.entry.topic in SENSITIVE_TOPICS and not s.entry.country]
-        entry = fitting[0] if fitting else self.kb.main_entry(turn.intent if turn.intent in SENSITIVE_TOPICS else "job_offer_check")
+        fitting = [
+            s.entry for s in self._rank(turn, country) if s.entry.topic in SENSITIVE_TOPICS and not s.entry.country
+        ]
+        entry = (
+            fitting[0]
+            if fitting
+            else self.kb.main_entry(turn.intent if turn.intent in SENSITIVE_TOPICS else "job_offer_check")
+        )
         messages = self._render(entry) + self._render(self.kb.entry("handoff.sensitive_offer"))
         slots["topic"], slots["last_entry"], slots["pending_offer"] = entry.topic, entry.id, SENSITIVE
         return Reply(messages=tuple(messages), slots=slots, entry=entry.id)
@@ -181,7 +192,9 @@ class Responder:
             topic=turn.slots.get("topic"),
             country=country.name if country else None,
             remembered_country=remembered.name if remembered else None,
-            aspects=asked_aspects(turn.text) if is_short(turn.text) else frozenset(),  # a long question speaks for itself
+            aspects=asked_aspects(turn.text)
+            if is_short(turn.text)
+            else frozenset(),  # a long question speaks for itself
         )
         return self.ranker.rank(turn.text, context)
 
@@ -265,7 +278,9 @@ class Responder:
             (b.title, self._button_payload(b)) for b in prompt.buttons
         )
         slots["topic"] = subject.topic
-        return self._reply([Message(fill(prompt.messages[0], {"subject": subject.title}), buttons)], slots, prompt=prompt.id)
+        return self._reply(
+            [Message(fill(prompt.messages[0], {"subject": subject.title}), buttons)], slots, prompt=prompt.id
+        )
 
     def _no_detail(self, subject: Entry, aspects: frozenset[str], slots: dict[str, Any]) -> Reply:
         """Say honestly that this detail is not in the knowledge base, who has it, and offer an advisor."""
@@ -325,7 +340,9 @@ class Responder:
             buttons = tuple((self.kb.title(i), payload(i, country=country.name)) for i in COUNTRY_FOLLOW_UPS)
             return self._reply([Message(self._fill(entry.messages[0], country), buttons)], slots, prompt=entry.id)
         if topic in COUNTRY_TOPICS:
-            return self._reply(self._render(self.kb.entry("country.ask"), with_source=False), slots, prompt="country.ask")
+            return self._reply(
+                self._render(self.kb.entry("country.ask"), with_source=False), slots, prompt="country.ask"
+            )
         return None  # a detail with nothing to attach it to: not understood
 
     def _topic(self, intent: str, country: Country | None) -> list[Message]:

@@ -17,7 +17,8 @@ ASPECT_PATTERNS = {
     r"|\bgratis|\bgratuit|\bpagar?\b|\bcobr(a|an|o)\b|\bplata\b|\bsoles\b",
     "duration": r"cuanto (demora|tarda|tiempo|dura|se demora)|\bdemora|\btarda|\bplazos?\b|cuantos (dias|meses)"
     r"|\bvigencia\b|\bvence\b|\brapido\b",
-    "where": r"\bdonde\b|\badonde\b|en que (lugar|oficina|sitio)|\bdireccion\b|\bubica|\bquedan?\b|\bsede\b|\boficinas?\b",
+    "where": r"\bdonde\b|\badonde\b|en que (lugar|oficina|sitio)|\bdireccion\b|\bubica|\bquedan?\b|\bsede\b"
+    r"|\boficinas?\b",
     "documents": r"\bdocumentos?\b|\brequisitos?\b|\bpapeles\b|que (necesito|piden|me piden|debo llevar|llevo)\b",
     "who": r"\bquien(es)?\b|\bel empleador\b|\bla empresa lo\b|\blo tramita\b",
     "permit": r"\bvisas?\b|\bpermiso\b|\bresidencia\b|\blegal(mente)?\b",
@@ -29,7 +30,9 @@ ASPECT_PATTERNS = {
 }
 _COMPILED = {aspect: re.compile(pattern) for aspect, pattern in ASPECT_PATTERNS.items()}
 # Words that open a follow-up and carry no topic of their own.
-_LEAD_WORDS = frozenset({"y", "e", "pero", "entonces", "ok", "oka", "ya", "bueno", "osea", "o", "sea", "para", "en", "de"})
+_LEAD_WORDS = frozenset(
+    {"y", "e", "pero", "entonces", "ok", "oka", "ya", "bueno", "osea", "o", "sea", "para", "en", "de"}
+)
 MAX_FOLLOW_UP_WORDS = 8
 
 

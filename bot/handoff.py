@@ -11,9 +11,10 @@ import datetime as dt
 import hashlib
 import json
 import secrets
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import sqlalchemy as sa
 from argon2 import PasswordHasher
@@ -263,7 +264,9 @@ class HandoffStore:
 
     def audit(self, advisor_id: int | None, action: str, handoff_id: int | None = None, detail: str = "") -> None:
         with self._session() as s:
-            s.add(AuditEntry(advisor_id=advisor_id, action=action, handoff_id=handoff_id, detail=detail, at=self._now()))
+            s.add(
+                AuditEntry(advisor_id=advisor_id, action=action, handoff_id=handoff_id, detail=detail, at=self._now())
+            )
 
     def audit_log(self) -> list[tuple[int | None, str, int | None]]:
         with self._session() as s:
@@ -380,7 +383,9 @@ class HandoffStore:
     def add_message(self, handoff_id: int, author: str, text: str, advisor_id: int | None = None) -> None:
         with self._session() as s:
             record, now = self._record(s, handoff_id), self._now()
-            s.add(HandoffMessage(handoff_id=handoff_id, author=author, text=text, advisor_id=advisor_id, created_at=now))
+            s.add(
+                HandoffMessage(handoff_id=handoff_id, author=author, text=text, advisor_id=advisor_id, created_at=now)
+            )
             if author == "person":
                 record.last_person_message_at = now
 
@@ -391,7 +396,9 @@ class HandoffStore:
             won = (
                 s.query(Handoff)
                 .filter(Handoff.id == handoff_id, Handoff.state == "waiting")
-                .update({"state": "active", "advisor_id": advisor_id, "claimed_at": self._now()}, synchronize_session=False)
+                .update(
+                    {"state": "active", "advisor_id": advisor_id, "claimed_at": self._now()}, synchronize_session=False
+                )
             )
             if not won:
                 raise HandoffError(409, "esta conversación ya no está en espera")
@@ -456,7 +463,10 @@ class HandoffStore:
         cutoff = naive_utc(cutoff)
         with self._session() as s:
             ids = [
-                i for (i,) in s.query(Handoff.id).filter(Handoff.state.in_(("closed", "cancelled")), Handoff.created_at < cutoff)
+                i
+                for (i,) in s.query(Handoff.id).filter(
+                    Handoff.state.in_(("closed", "cancelled")), Handoff.created_at < cutoff
+                )
             ]
             s.query(HandoffMessage).filter(HandoffMessage.handoff_id.in_(ids)).delete(synchronize_session=False)
             s.query(Handoff).filter(Handoff.id.in_(ids)).delete(synchronize_session=False)
@@ -468,7 +478,11 @@ class HandoffStore:
     def _open_record(s, conversation_id: str) -> Handoff | None:
         return (
             s.query(Handoff)
-            .filter(Handoff.conversation_id == conversation_id, Handoff.state.in_(OPEN_STATES), Handoff.message_left.is_(False))
+            .filter(
+                Handoff.conversation_id == conversation_id,
+                Handoff.state.in_(OPEN_STATES),
+                Handoff.message_left.is_(False),
+            )
             .order_by(Handoff.id.desc())
             .first()
         )

@@ -67,7 +67,9 @@ class HandoffDesk:
 
     def _next_steps(self, view: HandoffView, repeated: bool) -> tuple[Message, ...]:
         if view.mode == "message":
-            return self._say("handoff.out_of_hours_again" if repeated else "handoff.out_of_hours", **self.hours.describe())
+            return self._say(
+                "handoff.out_of_hours_again" if repeated else "handoff.out_of_hours", **self.hours.describe()
+            )
         if view.priority > 0:
             return self._say("handoff.queued_priority")
         return self._say("handoff.queued", position=self.store.position(view.id) or 1)

@@ -11,9 +11,10 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import yaml
 
@@ -47,7 +48,19 @@ INTENTS = (
 ANSWERED_INTENTS = tuple(intent for intent in INTENTS if intent != "inform")
 # What a follow-up question can ask about an entry's subject ("¿y cuánto cuesta?"): see `bot.followups`.
 ASPECTS = frozenset(
-    {"permit", "who", "where", "documents", "cost", "duration", "tourist", "recognition", "social_security", "help", "scams"}
+    {
+        "permit",
+        "who",
+        "where",
+        "documents",
+        "cost",
+        "duration",
+        "tourist",
+        "recognition",
+        "social_security",
+        "help",
+        "scams",
+    }
 )
 URL_PATTERN = re.compile(r"^https://[A-Za-z0-9.-]+\.[A-Za-z]{2,}(/[^\s]*)?$")
 SPECIAL_FILES = (
@@ -122,7 +135,7 @@ class KnowledgeBase:
         return self.titles.get(intent, intent)
 
     @classmethod
-    def load(cls, content_dir: Path) -> "KnowledgeBase":
+    def load(cls, content_dir: Path) -> KnowledgeBase:
         """Load and validate every file; raise `ContentError` listing all problems."""
         problems: list[str] = []
         entries: dict[str, Entry] = {}

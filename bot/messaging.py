@@ -12,14 +12,23 @@ import html
 import re
 import time
 from collections import OrderedDict
+from collections.abc import Hashable, Iterator, Sequence
 from enum import Enum
-from typing import TYPE_CHECKING, Generic, Hashable, Iterator, Sequence, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from bot.ratelimit import RateLimiter
 from bot.text import plain
 
-if TYPE_CHECKING:
-    from bot.shared_keys import SharedKeys
+
+class SharedKeys(Protocol):
+    """Keys several processes share (Redis, in `integrations.redis_keys`); None answers: not reachable now."""
+
+    def add(self, key: str, value: str, ttl: float) -> bool | None: ...
+
+    def set(self, key: str, value: str, ttl: float) -> None: ...
+
+    def get(self, key: str) -> str | None: ...
+
 
 WHATSAPP_MAX_CHARS = 1600  # Twilio rejects longer WhatsApp bodies (error 21617)
 TELEGRAM_MAX_CHARS = 4096

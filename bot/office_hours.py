@@ -21,7 +21,7 @@ class OfficeHours:
     holidays: frozenset[dt.date]
 
     @classmethod
-    def load(cls, path: Path) -> "OfficeHours":
+    def load(cls, path: Path) -> OfficeHours:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
         return cls(
             timezone=raw.get("timezone", "America/Lima"),
@@ -44,7 +44,9 @@ class OfficeHours:
         """Placeholders for the out-of-hours message: {days}, {opens}, {closes}."""
         ordered = sorted(self.days)
         contiguous = ordered == list(range(ordered[0], ordered[-1] + 1))
-        days = f"de {DAY_NAMES[ordered[0]]} a {DAY_NAMES[ordered[-1]]}" if contiguous and len(ordered) > 2 else ", ".join(
-            DAY_NAMES[d] for d in ordered
+        days = (
+            f"de {DAY_NAMES[ordered[0]]} a {DAY_NAMES[ordered[-1]]}"
+            if contiguous and len(ordered) > 2
+            else ", ".join(DAY_NAMES[d] for d in ordered)
         )
         return {"days": days, "opens": self.opens.strftime("%H:%M"), "closes": self.closes.strftime("%H:%M")}

@@ -11,8 +11,8 @@ so an editor's new question works on the next reload, without retraining.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import numpy as np
 from scipy import sparse
@@ -25,7 +25,18 @@ from bot.text import plain
 
 # Intents that are conversation moves, not subjects the knowledge base explains.
 CONVERSATIONAL_INTENTS = frozenset(
-    {"greet", "goodbye", "thank", "affirm", "deny", "bot_challenge", "show_menu", "human_handoff", "out_of_scope", "inform"}
+    {
+        "greet",
+        "goodbye",
+        "thank",
+        "affirm",
+        "deny",
+        "bot_challenge",
+        "show_menu",
+        "human_handoff",
+        "out_of_scope",
+        "inform",
+    }
 )
 # Greetings and fillers that say nothing about what the person needs.
 FILLER_WORDS = frozenset(
@@ -101,7 +112,9 @@ class _QueryVector:
 class EntryRanker:
     def __init__(self, kb: KnowledgeBase) -> None:
         self.entries = tuple(
-            e for e in kb.entries.values() if e.topic and e.topic not in CONVERSATIONAL_INTENTS and (e.questions or e.intent)
+            e
+            for e in kb.entries.values()
+            if e.topic and e.topic not in CONVERSATIONAL_INTENTS and (e.questions or e.intent)
         )
         self.topics = frozenset(e.topic for e in self.entries)
         self.countries = kb.countries
@@ -150,7 +163,9 @@ class EntryRanker:
         """Entries best first, each with its score (lexical similarity plus the context's priors)."""
         lexical = self.lexical(text)
         scores = lexical + self._masks.priors(context)
-        return [Scored(self.entries[i], float(scores[i]), float(lexical[i])) for i in np.argsort(-scores, kind="stable")]
+        return [
+            Scored(self.entries[i], float(scores[i]), float(lexical[i])) for i in np.argsort(-scores, kind="stable")
+        ]
 
 
 class _Masks:
@@ -162,7 +177,9 @@ class _Masks:
             t: np.array([e.topic == t or t in {ASPECT_INTENTS.get(a) for a in e.aspects} for e in entries])
             for t in self.by_topic
         }
-        self.by_aspect = {a: np.array([a in e.aspects for e in entries]) for a in {a for e in entries for a in e.aspects}}
+        self.by_aspect = {
+            a: np.array([a in e.aspects for e in entries]) for a in {a for e in entries for a in e.aspects}
+        }
         self.country = np.array([e.country or "" for e in entries], dtype=object)
         self.has_country = self.country != ""
         self.andean_general = self.by_topic.get("andean_worker", np.zeros(len(entries), bool)) & ~self.has_country

@@ -9,8 +9,9 @@ data for editors.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 from urllib.parse import urlsplit
 
 from bot.text import fold
@@ -76,9 +77,13 @@ class SourcePolicy:
     def problems(self, where: str, sources: Iterable[Source], verify: str | None, texts: Iterable[str]) -> list[str]:
         """What breaks the policy in one sourced item, each naming the item."""
         sources = tuple(sources)
-        found = [f"{where}: bare domain '{s.ref}' (cite the page that states the fact)" for s in sources if s.is_bare_domain]
+        found = [
+            f"{where}: bare domain '{s.ref}' (cite the page that states the fact)" for s in sources if s.is_bare_domain
+        ]
         if not any(self.is_primary(s) for s in sources) and not verify:
-            found.append(f"{where}: no primary source (leaflet or a page of an authority in sources.yml) and no 'verify'")
+            found.append(
+                f"{where}: no primary source (leaflet or a page of an authority in sources.yml) and no 'verify'"
+            )
         if verify and not any(CONFIRM_WORDS.search(fold(text)) for text in texts):
             found.append(f"{where}: has 'verify' but never tells the person to confirm (\"confírmelo con …\")")
         return found

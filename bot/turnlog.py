@@ -7,8 +7,9 @@ never the message text, so it is safe at INFO level.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from bot.privacy import hash_id
 
@@ -47,7 +48,9 @@ def summarise_last_turn(
     user = events[last_user]
     intent = (user.get("parse_data") or {}).get("intent") or {}
     actions = tuple(
-        e.get("name") for e in events[last_user + 1 :] if e.get("event") == "action" and e.get("name") not in IGNORED_ACTIONS
+        e.get("name")
+        for e in events[last_user + 1 :]
+        if e.get("event") == "action" and e.get("name") not in IGNORED_ACTIONS
     )
     started = (user.get("metadata") or {}).get("received_at") or user.get("timestamp") or time.time()
     return TurnSummary(

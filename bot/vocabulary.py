@@ -11,14 +11,14 @@ from __future__ import annotations
 import difflib
 import functools
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import yaml
 
 from bot.countries import FUZZY_MATCHES_KEPT
-from bot.text import fold
 from bot.knowledge import KnowledgeBase, LiveKnowledgeBase
+from bot.text import fold
 
 WORD = re.compile(r"[a-zñ]{3,}")  # in folded text; shorter words ("si", "ok", "en") prove nothing
 CLOSE_ENOUGH = 0.75  # "trabajr" → "trabajar", "italya" → "italia", "jubilasion" → "jubilacion"
@@ -32,7 +32,7 @@ class Vocabulary:
         self._is_close_to_known = functools.lru_cache(maxsize=FUZZY_MATCHES_KEPT)(self._compare_with_known)
 
     @classmethod
-    def from_files(cls, paths: Iterable[Path]) -> "Vocabulary":
+    def from_files(cls, paths: Iterable[Path]) -> Vocabulary:
         """Every word in the string values of these YAML files (NLU examples, content)."""
         words: set[str] = set()
         for path in paths:

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any, TypeVar
 
 from rasa.core.channels.channel import InputChannel, OutputChannel, UserMessage
 from sanic import Blueprint
 
-from bot.messaging import FloodLimiter, Flood, Option, as_free_text, cut_input
+from bot.messaging import Flood, FloodLimiter, Option, as_free_text, cut_input
 from bot.privacy import hash_id
 from bot.services import knowledge_base
 from bot.settings import Settings
@@ -165,7 +166,7 @@ class ProviderChannel(InputChannel):
     output: OutputChannel
 
     @classmethod
-    def from_credentials(cls, credentials: dict[str, Any] | None) -> "ProviderChannel":
+    def from_credentials(cls, credentials: dict[str, Any] | None) -> ProviderChannel:
         return cls(Settings.from_env())
 
     def get_output_channel(self) -> OutputChannel:

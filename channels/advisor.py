@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import yaml
 from rasa.core.channels.channel import InputChannel, UserMessage
@@ -88,7 +89,7 @@ async def earlier_history(request_app: Any, view: HandoffView, record: list[Tran
             break
         if isinstance(event, SessionStarted):
             session = []
-        elif isinstance(event, (UserUttered, BotUttered)) and event.text:
+        elif isinstance(event, UserUttered | BotUttered) and event.text:
             author = "person" if isinstance(event, UserUttered) else "assistant"
             at = dt.datetime.fromtimestamp(event.timestamp, dt.timezone.utc).replace(tzinfo=None)
             session.append(TranscriptLine(author, event.text, at))
@@ -209,7 +210,9 @@ class AdvisorConsole(InputChannel):
                     "persona: contáctela por teléfono o correo",
                 )
             if not await deliver_to_person(request.app, view, ((text, ()),), author=f"advisor:{advisor[1]}"):
-                return _error(502, f"el servicio de {view.channel} no aceptó el mensaje: intente de nuevo en un momento")
+                return _error(
+                    502, f"el servicio de {view.channel} no aceptó el mensaje: intente de nuevo en un momento"
+                )
             await run(desk.reply, handoff_id, advisor[0], text)
             return response.json({"ok": True}, status=201)
 
@@ -262,7 +265,9 @@ async def _sweep_forever(app: Any) -> None:
 
 def _page_headers() -> dict[str, str]:
     return {
-        "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; object-src 'none'; frame-ancestors 'none'",
+        "Content-Security-Policy": (
+            "default-src 'self'; img-src 'self' data:; object-src 'none'; frame-ancestors 'none'"
+        ),
         "X-Content-Type-Options": "nosniff",
         "Cache-Control": "no-store",
     }

@@ -8,7 +8,8 @@ gets hand-off for free.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Protocol, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 Buttons = Sequence[tuple[str, str]]  # (title, payload)
 

@@ -20,7 +20,8 @@ import asyncio
 import re
 import time
 import uuid
-from typing import Any, Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 import socketio
 from rasa.core.channels.channel import UserMessage, decode_bearer_token

@@ -30,10 +30,10 @@ from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError, 
 
 from bot.messaging import TELEGRAM_MAX_CHARS, CallbackData, Option, RecentIds, split_message, telegram_html
 from bot.settings import Settings
-from bot.shared_keys import shared_keys
-from bot.telegram_api import SECRET_HEADER, make_bot
 from channels._common import ChatOutput, Inbound, InboundPath, ProviderChannel, with_retries
 from channels.delivery import OnNewMessage
+from integrations.redis_keys import shared_keys
+from integrations.telegram import SECRET_HEADER, make_bot
 
 logger = logging.getLogger(__name__)
 PREFIX = "telegram:"
@@ -71,7 +71,7 @@ def _retry_wait(error: Exception) -> float | None:
     if isinstance(error, RetryAfter):
         after = error.retry_after  # seconds, or a timedelta with PTB_TIMEDELTA=true
         return after.total_seconds() if isinstance(after, timedelta) else float(after)
-    if isinstance(error, NetworkError) and not isinstance(error, (TimedOut, BadRequest)):
+    if isinstance(error, NetworkError) and not isinstance(error, TimedOut | BadRequest):
         cause = error.__cause__
         return 0.0 if cause is None or isinstance(cause, httpx.ConnectError) else None
     return None

@@ -14,8 +14,9 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+from collections.abc import Mapping
 from functools import partial
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import parse_qs
 
 import aiohttp
@@ -32,9 +33,9 @@ from twilio.twiml.messaging_response import MessagingResponse
 
 from bot.messaging import WHATSAPP_MAX_CHARS, Option, RecentIds, match_option, numbered_options, split_message
 from bot.settings import WHATSAPP_WEBHOOK_PATH, Settings
-from bot.shared_keys import shared_keys
 from channels._common import ChatOutput, Inbound, InboundPath, ProviderChannel, channel_text, with_retries
 from channels.delivery import OnNewMessage
+from integrations.redis_keys import shared_keys
 
 logger = logging.getLogger(__name__)
 # The SDK logs every request at INFO, recipients included: keep it to warnings.

@@ -10,13 +10,13 @@ import uuid
 from pathlib import Path
 
 import pytest
+from standins import PUBLIC_URL, Advisor, TelegramStandIn, TwilioStandIn
 
-from bot import runner
-from bot.runner import free_port
 from bot.handoff import HandoffStore
 from bot.knowledge import KnowledgeBase
 from bot.settings import CONTENT_DIR, Settings
-from standins import PUBLIC_URL, Advisor, TelegramStandIn, TwilioStandIn
+from ops import runner
+from ops.runner import free_port
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 HANDOFF_WAIT_SECONDS = 30
@@ -125,7 +125,7 @@ class Conversations:
         self.settings = settings
         self.log_path = log_path
 
-    def new(self) -> "Conversation":
+    def new(self) -> Conversation:
         return Conversation(self.url, f"test-{uuid.uuid4()}")
 
 

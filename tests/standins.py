@@ -17,19 +17,20 @@ import random
 import re
 import socket
 import sqlite3
+import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
-import threading
-import time
 import uuid
+from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable, Coroutine, Iterator, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 from twilio.request_validator import RequestValidator
@@ -107,7 +108,7 @@ class StandIn:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> "StandIn":
+    def start(self) -> StandIn:
         standin = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -326,7 +327,7 @@ def _ok(result: Any) -> tuple[int, dict]:
 class WhatsAppPerson:
     """Someone writing to the SOM's WhatsApp number, as Twilio would post it to our webhook."""
 
-    def __init__(self, server_url: str, twilio: "TwilioStandIn") -> None:
+    def __init__(self, server_url: str, twilio: TwilioStandIn) -> None:
         self.webhook = server_url + WHATSAPP_WEBHOOK_PATH
         self.twilio = twilio
         self.address = f"whatsapp:+519{random.randrange(10**8):08d}"
@@ -379,7 +380,7 @@ class Advisor:
         self.api = f"{assistant_url}/advisor/api"
         self.token: str | None = None
 
-    def log_in(self, username: str, password: str) -> "Advisor":
+    def log_in(self, username: str, password: str) -> Advisor:
         self.token = self._call("POST", "/login", {"username": username, "password": password})["token"]
         return self
 
@@ -394,6 +395,7 @@ class Advisor:
 
     def take(self, conversation_id: str) -> int:
         """Claim the waiting hand-off of `conversation_id`; its id."""
+
         def waiting() -> dict | None:
             handoffs = self._call("GET", "/handoffs?status=waiting")["handoffs"]
             return next((h for h in handoffs if h["conversation_id"] == conversation_id), None)

@@ -14,10 +14,10 @@ from collections import Counter
 from dataclasses import dataclass
 
 import pytest
+from standins import PUBLIC_URL, TELEGRAM_WEBHOOK_SECRET, TWILIO_AUTH_TOKEN
 from twilio.request_validator import RequestValidator
 
 from bot.settings import WHATSAPP_WEBHOOK_PATH
-from standins import PUBLIC_URL, TELEGRAM_WEBHOOK_SECRET, TWILIO_AUTH_TOKEN
 
 pytestmark = pytest.mark.model
 JSON = {"Content-Type": "application/json"}
@@ -95,10 +95,19 @@ def telegram_cases() -> list[Case]:
     chat = {"id": 5550001, "type": "private"}
 
     def update(text: object) -> bytes:
-        message = {"message_id": 1, "date": 1700000000, "chat": chat, "from": {"id": 5550001, "is_bot": False, "first_name": "A"}, "text": text}
+        message = {
+            "message_id": 1,
+            "date": 1700000000,
+            "chat": chat,
+            "from": {"id": 5550001, "is_bot": False, "first_name": "A"},
+            "text": text,
+        }
         return json.dumps({"update_id": int(uuid.uuid4().int % 10**9), "message": message}).encode()
 
-    cases = [Case(f"telegram text {i}", "POST", "/webhooks/telegram/webhook", update(t), secret) for i, t in enumerate(HOSTILE_TEXTS)]
+    cases = [
+        Case(f"telegram text {i}", "POST", "/webhooks/telegram/webhook", update(t), secret)
+        for i, t in enumerate(HOSTILE_TEXTS)
+    ]
     cases += [
         Case("telegram no secret", "POST", "/webhooks/telegram/webhook", update("hola"), JSON),
         Case("telegram wrong secret", "POST", "/webhooks/telegram/webhook", update("hola"), {**JSON, "X-Telegram-Bot-Api-Secret-Token": "x"}),
@@ -146,7 +155,12 @@ def test_every_public_endpoint_survives_bad_input(assistant, capsys):
             failures.append(f"{case.name}: {status} {body[:200]!r}")
         elif case.name.startswith("rest text") and status == 200 and not json.loads(body):
             failures.append(f"{case.name}: no answer")  # a valid REST message always gets a reply
-        elif status >= 400 and body and "json" in case.headers.get("Content-Type", "") and case.path.startswith("/advisor"):
+        elif (
+            status >= 400
+            and body
+            and "json" in case.headers.get("Content-Type", "")
+            and case.path.startswith("/advisor")
+        ):
             if "error" not in json.loads(body):
                 failures.append(f"{case.name}: {status} without a clear error")
     with capsys.disabled():

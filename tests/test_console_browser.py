@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from conftest import ARTIFACTS
 
 from bot.handoff import HandoffStore
-from conftest import ARTIFACTS
 
 pytestmark = pytest.mark.model
 HOSTILE = ["<script>window.__pwned = 1</script>", "<img src=x onerror=window.__pwned=2>"]

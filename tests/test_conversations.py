@@ -32,7 +32,10 @@ def test_menu_button_payload_answers_that_audience(assistant):
         ("soy boliviano y tengo contrato para trabajar en una empresa de lima", ["SIVITMA", "empleador"]),
         ("cual es el numero de telefono para llamar al som", ["0800-16872"]),
         ("aporte 10 años en españa, eso me sirve para jubilarme en peru?", ["España", "2003"]),
-        ("quiero regresar al peru el proximo año despues de 8 años afuera, q beneficios hay", ["30001", "Tarjeta del Migrante Retornado"]),
+        (
+            "quiero regresar al peru el proximo año despues de 8 años afuera, q beneficios hay",
+            ["30001", "Tarjeta del Migrante Retornado"],
+        ),
         ("me ofrecen chamba en japon pero la agencia me pide pagar 2000 dolares por adelantado", ["no se compra"]),
         ("me ofrecen chamba afuera pero la agencia me pide pagar 2000 dolares por adelantado", ["1818"]),
         ("quiero irme a trabajar a italia, que necesito", ["visa"]),

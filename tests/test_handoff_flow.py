@@ -43,7 +43,9 @@ def advisors(assistant):
     clients = []
     for username, name in (("ana.flujo", "Ana"), ("luis.flujo", "Luis")):
         store.add_advisor(username, "clave-de-prueba-123", name)
-        status, body = AdvisorClient(assistant.url).call("POST", "/login", {"username": username, "password": "clave-de-prueba-123"})
+        status, body = AdvisorClient(assistant.url).call(
+            "POST", "/login", {"username": username, "password": "clave-de-prueba-123"}
+        )
         assert status == 200
         clients.append(AdvisorClient(assistant.url, body["token"]))
     return clients

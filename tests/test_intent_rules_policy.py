@@ -14,7 +14,7 @@ from rasa.shared.core.generator import TrainingDataGenerator
 from rasa.shared.core.trackers import DialogueStateTracker
 from rasa.shared.importers.importer import TrainingDataImporter
 
-from channels.intent_rules_policy import IntentRulePolicy, UnsupportedRule
+from extensions.intent_rules_policy import IntentRulePolicy, UnsupportedRule
 
 DOMAIN = """
 version: "3.1"

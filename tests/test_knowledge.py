@@ -15,8 +15,8 @@ import yaml
 
 from bot.knowledge import ANSWERED_INTENTS, MAX_MESSAGE_CHARS, ContentError, KnowledgeBase, LiveKnowledgeBase
 from bot.ranker import EntryRanker
-from bot.sources import Source
 from bot.settings import CONTENT_DIR, NLU_DIR
+from bot.sources import Source
 from bot.vocabulary import LiveVocabulary
 
 
@@ -127,7 +127,10 @@ def test_the_person_sees_the_institution_and_never_a_secondary_source(kb):
     assert kb.policy.shown([Source("leaflet")]) == "folleto del SOM"
     secondary, official = Source("https://ro.scribd.com/document/1"), Source("https://www.migraciones.gob.pe/tramite/")
     assert kb.policy.shown([secondary]) is None
-    assert kb.policy.shown([secondary, official]) == "Superintendencia Nacional de Migraciones — https://www.migraciones.gob.pe/tramite/"
+    assert (
+        kb.policy.shown([secondary, official])
+        == "Superintendencia Nacional de Migraciones — https://www.migraciones.gob.pe/tramite/"
+    )
     named = Source("https://www.gob.pe/74664-cancilleria", name="Cancillería del Perú")
     assert kb.policy.shown([named]).startswith("Cancillería del Perú — ")
     assert not kb.policy.is_primary(Source("https://gob.pe.example.com/page")), "a look-alike domain is not gob.pe"

@@ -15,7 +15,7 @@ redis = pytest.importorskip("redis")
 def lock_store():
     from rasa.utils.endpoints import EndpointConfig
 
-    from channels.lock_store import AtomicRedisLockStore
+    from extensions.lock_store import AtomicRedisLockStore
 
     try:
         redis.Redis(host="127.0.0.1", port=6379, socket_timeout=2).ping()
@@ -33,8 +33,7 @@ def lock_store():
 def test_tickets_issued_concurrently_are_all_distinct(lock_store):
     numbers: list[int] = []
     workers = [
-        threading.Thread(target=lambda: numbers.append(lock_store.issue_ticket("conversation-1")))
-        for _ in range(40)
+        threading.Thread(target=lambda: numbers.append(lock_store.issue_ticket("conversation-1"))) for _ in range(40)
     ]
     for worker in workers:
         worker.start()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from standins import telegram_html_problem
 
 from bot.messaging import (
     TELEGRAM_MAX_CALLBACK_BYTES,
@@ -18,7 +19,6 @@ from bot.messaging import (
     split_message,
     telegram_html,
 )
-from standins import telegram_html_problem
 
 MENU = (
     ("Quiero trabajar afuera", "/work_abroad"),

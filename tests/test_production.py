@@ -20,12 +20,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import sqlalchemy as sa
-
-from bot import runner
-from bot.handoff import HandoffStore
-from bot.settings import PROJECT_ROOT, Settings
 from conftest import ALWAYS_OPEN_HOURS, ARTIFACTS, free_port
 from standins import PUBLIC_URL, WhatsAppPerson
+
+from bot.handoff import HandoffStore
+from bot.settings import PROJECT_ROOT, Settings
+from ops import runner
 
 pytestmark = pytest.mark.model
 POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -70,7 +70,9 @@ class Replica:
 
     def say(self, sender: str, text: str) -> list[dict]:
         body = json.dumps({"sender": sender, "message": text}).encode()
-        request = urllib.request.Request(f"{self.url}/webhooks/rest/webhook", body, {"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"{self.url}/webhooks/rest/webhook", body, {"Content-Type": "application/json"}
+        )
         with urllib.request.urlopen(request, timeout=120) as response:
             return json.load(response)
 

@@ -1,4 +1,4 @@
-"""The per-turn shortcuts in `channels.rasa_speedups` give Rasa's own answers, only cheaper."""
+"""The per-turn shortcuts in `extensions.rasa_speedups` give Rasa's own answers, only cheaper."""
 
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ from rasa.utils.endpoints import EndpointConfig
 from sklearn.feature_extraction.text import CountVectorizer
 
 from bot.settings import PROJECT_ROOT
-from channels import rasa_speedups  # importing `channels` installs them
-from channels.rasa_speedups import count_vector_features
+from extensions import rasa_speedups  # importing `channels` installs them
+from extensions.rasa_speedups import count_vector_features
 
 VALID_ANSWER = {
     "events": [
@@ -177,7 +177,9 @@ def test_the_trained_pipeline_parses_exactly_as_with_rasas_own_code(trained_mode
     from rasa.core.agent import Agent
     from rasa.core.channels.channel import UserMessage
 
-    texts = [example.get(TEXT) for example in load_data(str(PROJECT_ROOT / "tests" / "nlu" / "test_nlu.yml")).intent_examples]
+    texts = [
+        example.get(TEXT) for example in load_data(str(PROJECT_ROOT / "tests" / "nlu" / "test_nlu.yml")).intent_examples
+    ]
     agent = Agent.load(str(trained_model))
 
     def parse_all() -> list[dict]:

@@ -12,9 +12,9 @@ from rasa.shared.core.domain import Domain
 from rasa.shared.core.events import UserUttered
 from rasa.shared.core.trackers import DialogueStateTracker
 
-from bot import runner
 from bot.handoff import HandoffStore
 from bot.settings import PROJECT_ROOT, Settings
+from ops import runner
 
 DAY = 86400
 

@@ -14,11 +14,10 @@ import pytest
 import yaml
 
 from bot.dialogue import Responder, Turn
-from bot.followups import asked_aspects, is_short
+from bot.followups import ASPECT_PATTERNS, asked_aspects, is_short
 from bot.knowledge import ASPECTS, KnowledgeBase, LiveKnowledgeBase
 from bot.ranker import Context, LiveRanker
 from bot.settings import CONTENT_DIR
-from bot.followups import ASPECT_PATTERNS
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +100,12 @@ def test_destination_questions_reach_the_country_guide(responder):
     cases = [
         ("work_abroad", "puedo entrar a chile como turista y buscar trabajo alla?", "Chile", "dest.chile.tourist"),
         ("work_abroad", "mi abuelo era japones, puedo trabajar en japon?", "Japón", "dest.japan.nikkei"),
-        ("job_offer_check", "vi en tiktok ofertas en fabricas de corea, como postulo?", "Corea del Sur", "dest.korea.eps"),
+        (
+            "job_offer_check",
+            "vi en tiktok ofertas en fabricas de corea, como postulo?",
+            "Corea del Sur",
+            "dest.korea.eps",
+        ),
     ]
     for intent, text, country, expected in cases:
         (reply,) = converse(responder, (intent, text, country))
@@ -174,7 +178,9 @@ def test_follow_up_aspects_are_read_from_how_people_ask(text, aspects):
 
 def test_every_aspect_the_content_may_use_can_be_asked():
     assert set(ASPECT_PATTERNS) == ASPECTS
-    assert is_short("y eso cuanto demora?") and not is_short("quisiera saber cuanto demora el tramite de la tarjeta del migrante retornado en lima")
+    assert is_short("y eso cuanto demora?") and not is_short(
+        "quisiera saber cuanto demora el tramite de la tarjeta del migrante retornado en lima"
+    )
 
 
 def test_an_unsourced_fee_on_a_destination_is_answered_honestly_with_who_has_it(responder):

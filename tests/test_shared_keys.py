@@ -13,7 +13,7 @@ import redis
 
 from bot.messaging import CallbackData, RecentIds
 from bot.settings import Settings
-from bot.shared_keys import SharedKeys, shared_keys
+from integrations.redis_keys import SharedKeys, shared_keys
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 LONG_PAYLOAD = '/inform{"entry": "' + "social_security.a_very_long_entry_identifier" * 2 + '"}'

@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from bot import runner
 from bot.settings import PROJECT_ROOT, TRAINING_DATA_DIRS
+from ops import runner
 
 
 @pytest.mark.model

@@ -17,12 +17,6 @@ import urllib.error
 import urllib.request
 
 import pytest
-
-from bot.privacy import hash_id
-from bot.settings import PROJECT_ROOT, TELEGRAM_WEBHOOK_PATH, Settings
-from bot.telegram_api import SECRET_HEADER
-from channels._common import DeliveryError
-from channels.telegram import TelegramSender
 from standins import (
     PUBLIC_URL,
     TELEGRAM_BOT_ID,
@@ -34,6 +28,12 @@ from standins import (
     user_messages,
     wait_for,
 )
+
+from bot.privacy import hash_id
+from bot.settings import PROJECT_ROOT, TELEGRAM_WEBHOOK_PATH, Settings
+from channels._common import DeliveryError
+from channels.telegram import TelegramSender
+from integrations.telegram import SECRET_HEADER
 
 update_ids = itertools.count(random.randrange(10**6, 10**8))
 BOT_USER = {"id": TELEGRAM_BOT_ID, "is_bot": True, "first_name": "SOM", "username": TELEGRAM_BOT_USERNAME}

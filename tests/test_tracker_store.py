@@ -9,7 +9,7 @@ from rasa.shared.core.domain import Domain
 from rasa.shared.core.events import ActionExecuted, BotUttered, SessionStarted, SlotSet, UserUttered
 from rasa.shared.core.trackers import DialogueStateTracker
 
-from channels.tracker_store import RECENT_EVENTS, SESSION_INDEX, TurnLoggingSQLTrackerStore
+from extensions.tracker_store import RECENT_EVENTS, SESSION_INDEX, TurnLoggingSQLTrackerStore
 
 DOMAIN = Domain.from_dict(
     {
@@ -33,7 +33,9 @@ def test_long_sessions_are_windowed_but_keep_slots_and_every_event(tmp_path):
 
     async def scenario():
         tracker = await store.create_tracker("persona")
-        tracker.update_with_events([SessionStarted(), ActionExecuted("action_listen"), SlotSet("country", "Chile")], DOMAIN)
+        tracker.update_with_events(
+            [SessionStarted(), ActionExecuted("action_listen"), SlotSet("country", "Chile")], DOMAIN
+        )
         await store.save(tracker)
         for i in range(60):  # one turn per message, each saved like Rasa does
             tracker = await store.retrieve("persona")
@@ -67,7 +69,15 @@ def test_trackers_from_elsewhere_are_stored_without_duplicates(tmp_path):
 
     stored = asyncio.run(scenario())
     kinds = [type(event).__name__ for event in stored.events]
-    assert kinds == ["ActionExecuted", "UserUttered", "ActionExecuted", "BotUttered", "SlotSet", "ActionExecuted", "BotUttered"]
+    assert kinds == [
+        "ActionExecuted",
+        "UserUttered",
+        "ActionExecuted",
+        "BotUttered",
+        "SlotSet",
+        "ActionExecuted",
+        "BotUttered",
+    ]
     assert stored.events[-1].text == "mensaje del asesor"
 
 

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 import redis
-
-from bot import runner
-from bot.handoff import HandoffStore
-from bot.settings import Settings
 from conftest import ALWAYS_OPEN_HOURS, ARTIFACTS, free_port
 from test_handoff_flow import AdvisorClient
+
+from bot.handoff import HandoffStore
+from bot.settings import Settings
+from ops import runner
 
 pytestmark = pytest.mark.model
 VENDOR = Path(__file__).parent.parent / "channels" / "static" / "webchat" / "vendor"
@@ -46,7 +46,7 @@ class Widget:
         self.status = self.page.get_by_role("status")
         self.input = self.page.get_by_label("Escriba su mensaje")
 
-    def open(self) -> "Widget":
+    def open(self) -> Widget:
         """Open the panel and wait for the whole greeting (it ends with the menu's buttons)."""
         self.page.get_by_role("button", name="Consultas al SOM").click()
         self.page.get_by_role("group", name="Respuestas sugeridas").wait_for(timeout=TIMEOUT)
@@ -373,4 +373,3 @@ def test_advisor_on_another_process_reaches_the_widget_through_redis(two_process
     assert advisor.call("POST", f"/handoffs/{handoff['id']}/messages", message)[0] == 201
     assert widget.advisor_label_of("Le escribo desde otro servidor") == "Rosa · asesor(a) del SOM"
     advisor.call("POST", f"/handoffs/{handoff['id']}/close")
-

@@ -13,13 +13,6 @@ import random
 import urllib.error
 
 import pytest
-from twilio.request_validator import RequestValidator
-
-from bot.handoff import HandoffStore
-from bot.privacy import hash_id
-from bot.settings import Settings
-from channels._common import DeliveryError
-from channels.whatsapp import WhatsAppSender
 from standins import (
     PUBLIC_URL,
     TOO_MANY_REQUESTS_TWILIO,
@@ -30,6 +23,13 @@ from standins import (
     user_messages,
     wait_for,
 )
+from twilio.request_validator import RequestValidator
+
+from bot.handoff import HandoffStore
+from bot.privacy import hash_id
+from bot.settings import Settings
+from channels._common import DeliveryError
+from channels.whatsapp import WhatsAppSender
 
 
 @pytest.fixture

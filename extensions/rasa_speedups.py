@@ -33,7 +33,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import weakref
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import aiohttp
 import numpy as np
@@ -117,7 +118,7 @@ def resolve_event_type(type_name: str, default: type[Event] | None = None) -> ty
     return found if found is not None else rasas(Event, "resolve_by_type")(type_name, default)
 
 
-def kept_alive_session(endpoint: EndpointConfig) -> "_Borrowed":
+def kept_alive_session(endpoint: EndpointConfig) -> _Borrowed:
     """`EndpointConfig.session`, reused by every request of the endpoint on the running loop.
 
     Idle connections are dropped after `IDLE_CONNECTION_SECONDS`, before the action server (Sanic:
@@ -125,7 +126,11 @@ def kept_alive_session(endpoint: EndpointConfig) -> "_Borrowed":
     loop = asyncio.get_running_loop()
     session_loop, session = endpoint.__dict__.get("_kept_alive", (None, None))
     if session is None or session.closed or session_loop is not loop:
-        auth = aiohttp.BasicAuth(endpoint.basic_auth["username"], endpoint.basic_auth["password"]) if endpoint.basic_auth else None
+        auth = (
+            aiohttp.BasicAuth(endpoint.basic_auth["username"], endpoint.basic_auth["password"])
+            if endpoint.basic_auth
+            else None
+        )
         session = aiohttp.ClientSession(
             headers=endpoint.headers,
             auth=auth,
@@ -303,7 +308,12 @@ def _text_batch(classifier: DIETClassifier, message: Message) -> tuple[np.ndarra
     if sequence is None or sentence is None:
         return None
     length = np.array([sequence.features.shape[0]], np.float32)
-    return (np.ones((1, 1, 1), np.float32), *_sparse_input(sentence.features), *_sparse_input(sequence.features), length)
+    return (
+        np.ones((1, 1, 1), np.float32),
+        *_sparse_input(sentence.features),
+        *_sparse_input(sequence.features),
+        length,
+    )
 
 
 def _sparse_input(matrix: scipy.sparse.spmatrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -18,10 +18,11 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Callable, Iterator
+from typing import IO
 from urllib.parse import unquote, urlsplit
 
 import sqlalchemy as sa
@@ -78,7 +79,7 @@ def effective_endpoints(base: dict, settings: Settings) -> dict:
     if settings.redis_url:
         redis = urlsplit(settings.redis_url)
         endpoints["lock_store"] = {
-            "type": "channels.lock_store.AtomicRedisLockStore", "url": redis.hostname or "127.0.0.1",
+            "type": "extensions.lock_store.AtomicRedisLockStore", "url": redis.hostname or "127.0.0.1",
             "port": redis.port or 6379,
             "db": int((redis.path or "/0").strip("/") or 0), "password": unquote(redis.password or "") or None,
             "key_prefix": settings.redis_key_prefix,
@@ -282,7 +283,7 @@ class Stack:
     def rasa_url(self) -> str:
         return self.rasa_urls[0]
 
-    def start(self, timeout: float = 180.0) -> "Stack":
+    def start(self, timeout: float = 180.0) -> Stack:
         for port in (*self.rasa_ports, self.settings.action_port):
             if port_in_use(port):
                 raise StartupError(

@@ -9,7 +9,8 @@ is retried when another replica touched the lock in between.
 from __future__ import annotations
 
 import json
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 from rasa.core.lock import TicketLock
 from rasa.core.lock_store import LOCK_LIFETIME, LockError, RedisLockStore
@@ -52,7 +53,7 @@ class AtomicRedisLockStore(RedisLockStore):
         try:
             return self._atomically(conversation_id, take_ticket)
         except Exception as error:
-            raise LockError(f"Error while acquiring lock. Error:\n{error}")
+            raise LockError(f"Error while acquiring lock. Error:\n{error}") from error
 
     def update_lock(self, conversation_id: str) -> None:
         def drop_expired(lock: TicketLock | None) -> tuple[TicketLock | None, None]:

@@ -82,7 +82,7 @@ class IntentRulePolicy(Policy):
         resource: Resource,
         execution_context: ExecutionContext,
         **kwargs: Any,
-    ) -> "IntentRulePolicy":
+    ) -> IntentRulePolicy:
         with model_storage.read_from(resource) as directory:
             table = json.loads((directory / TABLE_FILE).read_text())
         return cls(config, model_storage, resource, execution_context, actions_by_intent=table)
@@ -103,7 +103,9 @@ class IntentRulePolicy(Policy):
         if not tracker.latest_message or not tracker.latest_message.intent.get("name"):
             return None
         intent = tracker.latest_message.intent["name"]
-        return DEFAULT_ACTION_MAPPINGS.get(intent) or self.actions_by_intent.get(intent) or self.config["fallback_action"]
+        return (
+            DEFAULT_ACTION_MAPPINGS.get(intent) or self.actions_by_intent.get(intent) or self.config["fallback_action"]
+        )
 
 
 def _one_step(tracker: TrackerWithCachedStates) -> tuple[str, str]:

@@ -42,9 +42,7 @@ async def set_webhook(settings: Settings) -> str:
     """Point Telegram at PUBLIC_URL's webhook, with the secret it must send back; return the URL."""
     url = settings.public_url + TELEGRAM_WEBHOOK_PATH
     async with make_bot(settings) as bot:
-        await bot.set_webhook(
-            url, allowed_updates=list(ALLOWED_UPDATES), secret_token=settings.telegram_webhook_secret
-        )
+        await bot.set_webhook(url, allowed_updates=list(ALLOWED_UPDATES), secret_token=settings.telegram_webhook_secret)
     return url
 
 

@@ -20,13 +20,15 @@ from pathlib import Path
 
 from telegram.error import TelegramError
 
-from bot import evaluation, retention, runner, telegram_api
+from bot import evaluation, retention
 from bot.dialogue import Responder
 from bot.handoff import HandoffError
 from bot.knowledge import ContentError, KnowledgeBase, LiveKnowledgeBase
 from bot.services import handoff_desk
 from bot.settings import CONTENT_DIR, NLU_DIR, PROJECT_ROOT, TELEGRAM_WEBHOOK_PATH, Settings
 from bot.vocabulary import LiveVocabulary
+from integrations import telegram as telegram_api
+from ops import runner
 
 HELD_OUT_DIR = PROJECT_ROOT / "tests"
 EVAL_TARGETS = {
@@ -87,11 +89,16 @@ def cmd_eval(settings: Settings, args: argparse.Namespace) -> int:
     """Held-out figures: intents (against the simple peer), entries, follow-ups, destinations, sources."""
     reports = PROJECT_ROOT / "reports"
     figures = runner.evaluate(settings, reports)
-    train, held_out = evaluation.nlu_examples(sorted(NLU_DIR.glob("*.yml"))), evaluation.nlu_examples([runner.HELD_OUT_NLU])
+    train, held_out = (
+        evaluation.nlu_examples(sorted(NLU_DIR.glob("*.yml"))),
+        evaluation.nlu_examples([runner.HELD_OUT_NLU]),
+    )
     for peer in evaluation.PEERS:
         figures[f"{peer}_accuracy"] = evaluation.peer_accuracy(train, held_out, peer)
     kb = KnowledgeBase.load(settings.content_dir)
-    responder = Responder(kb, LiveVocabulary(sorted(NLU_DIR.glob("*.yml")), LiveKnowledgeBase(settings.content_dir)).current())
+    responder = Responder(
+        kb, LiveVocabulary(sorted(NLU_DIR.glob("*.yml")), LiveKnowledgeBase(settings.content_dir)).current()
+    )
     with runner.parsing_server(settings, runner.latest_model()) as parse:
         play = evaluation.ConversationRunner(kb, responder, parse).play
         outcomes = {
@@ -331,7 +338,9 @@ def main(argv: list[str] | None = None) -> int:
     purge.set_defaults(func=cmd_purge)
     commands.add_parser("shell", help="conversa con el asistente en esta terminal").set_defaults(func=cmd_shell)
     telegram = commands.add_parser("telegram", help="canal de Telegram").add_subparsers(dest="action", required=True)
-    telegram.add_parser("set-webhook", help="registra el webhook en Telegram").set_defaults(func=cmd_telegram_set_webhook)
+    telegram.add_parser("set-webhook", help="registra el webhook en Telegram").set_defaults(
+        func=cmd_telegram_set_webhook
+    )
     poll = telegram.add_parser("poll", help="desarrollo local sin URL pública: consulta a Telegram")
     poll.add_argument("--url", help="webhook local (por defecto, el del puerto RASA_PORT)")
     poll.set_defaults(func=cmd_telegram_poll)

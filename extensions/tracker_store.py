@@ -74,7 +74,7 @@ class TurnLoggingSQLTrackerStore(SQLTrackerStore):
         return [json.loads(data) for (data,) in head] + events[first_turn:]
 
     @functools.cached_property
-    def _reads(self) -> "_Reads":
+    def _reads(self) -> _Reads:
         return _Reads(self.SQLEvent.__table__)
 
     async def save(self, tracker: DialogueStateTracker) -> None:
