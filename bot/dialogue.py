@@ -214,7 +214,9 @@ class Responder:
             return self._follow_up(turn, topic, aspects, ranked, slots)
         if best.score < self.ASK_AT:
             return None
-        runner_up = ranked[1] if len(ranked) > 1 else None
+        known_country = slots.get("country") or turn.slots.get("country")
+        # A guide for a country nobody mentioned is no plausible second choice.
+        runner_up = next((s for s in ranked[1:2] if s.entry.country in (None, known_country)), None)
         if runner_up and runner_up.score >= self.ASK_AT and best.score - runner_up.score < self.CLEAR_MARGIN:
             return self._which_one((best.entry, runner_up.entry), slots)
         if best.score < self.ANSWER_AT:

@@ -52,7 +52,7 @@ ASPECT_WEIGHT = 0.15  # the entry answers the aspect the message asks about
 COUNTRY_NAMED_WEIGHT = 0.35  # the entry is about the country this message names
 COUNTRY_REMEMBERED_WEIGHT = 0.12  # … or the country of the conversation
 OTHER_COUNTRY_PENALTY = 0.4  # the entry is about another country than the one in the conversation
-NO_COUNTRY_PENALTY = 0.1  # a country guide when no country is known: the general entry comes first
+NO_COUNTRY_PENALTY = 0.05  # a country guide when no country is known: the general entry comes first
 # The intent a question about an aspect is classified as, wherever its entry lives: "where do I complain
 # in Italy?" is rights_abroad for the classifier, and Italy's guide answers it.
 ASPECT_INTENTS = {"help": "rights_abroad", "scams": "job_offer_check"}

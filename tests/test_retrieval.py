@@ -204,3 +204,11 @@ def test_who_does_the_procedure_is_answered_for_the_country_in_the_conversation(
     )
     assert tourist.entry == "dest.canada.tourist"
     assert who.entry == "dest.canada.overview"
+
+
+def test_a_guide_for_a_country_nobody_named_is_not_offered_as_a_choice(responder):
+    (reply,) = converse(
+        responder,
+        ("job_offer_check", "me ofrecen chamba afuera pero la agencia me pide pagar 2000 dolares por adelantado"),
+    )
+    assert reply.entry == "job_offer.check" and "1818" in text_of(reply)
