@@ -21,6 +21,8 @@ from argon2 import PasswordHasher
 from argon2.exceptions import VerificationError
 from sqlalchemy.orm import declarative_base, sessionmaker
 
+from bot.database import engine_for
+
 Base = declarative_base()
 OPEN_STATES = ("waiting", "active")
 TOKEN_LIFETIME = dt.timedelta(hours=8)
@@ -160,25 +162,6 @@ def missing_history(session: list[TranscriptLine], record: list[TranscriptLine])
     return []
 
 
-def _engine_for(database_url: str) -> sa.engine.Engine:
-    if database_url.startswith("sqlite"):
-        # A pool keeps connections (and their pragmas) instead of reopening the file every query.
-        engine = sa.create_engine(
-            database_url, poolclass=sa.pool.QueuePool, connect_args={"check_same_thread": False, "timeout": 30}
-        )
-
-        @sa.event.listens_for(engine, "connect")
-        def _sqlite_pragmas(connection, _record) -> None:
-            cursor = connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute("PRAGMA busy_timeout=30000")
-            cursor.close()
-
-        return engine
-    return sa.create_engine(database_url, pool_pre_ping=True)
-
-
 _INVOLVES = (
     sa.select(Handoff.id)
     .where(
@@ -196,7 +179,7 @@ class HandoffStore:
     def __init__(self, database_url: str, clock: Clock = system_clock) -> None:
         """Every time the store writes or compares comes from `clock`, so tests choose the day."""
         self.clock = clock
-        self.engine = _engine_for(database_url)
+        self.engine = engine_for(database_url)
         try:
             Base.metadata.create_all(self.engine)
         except sa.exc.DBAPIError:  # another process created the tables at the same moment

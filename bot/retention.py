@@ -6,6 +6,7 @@ import datetime as dt
 
 import sqlalchemy as sa
 
+from bot.database import engine_for
 from bot.handoff import HandoffStore
 from bot.settings import Settings
 
@@ -23,7 +24,7 @@ def purge(settings: Settings, older_than_days: float, now: dt.datetime | None = 
 
 def _purge_trackers(database_url: str, cutoff_timestamp: float) -> int:
     """Rasa's SQL tracker store keeps one `events` row per event, keyed by `sender_id`."""
-    engine = sa.create_engine(database_url)
+    engine = engine_for(database_url)
     try:
         if not sa.inspect(engine).has_table("events"):
             return 0

@@ -20,6 +20,7 @@ from rasa.core.tracker_store import SQLTrackerStore
 from rasa.shared.core.events import ActionExecuted, SessionStarted, UserUttered
 from rasa.shared.core.trackers import DialogueStateTracker
 
+from bot.database import engine_for
 from bot.turnlog import summarise_last_turn
 
 turn_logger = logging.getLogger("som.turn")
@@ -33,10 +34,7 @@ class TurnLoggingSQLTrackerStore(SQLTrackerStore):
         super().__init__(*args, **kwargs)
         if self.engine.dialect.name == "sqlite":
             # Rasa opens the file anew for every query; a pool keeps connections and their pragmas.
-            self.engine = sa.create_engine(
-                self.engine.url, poolclass=sa.pool.QueuePool, connect_args={"check_same_thread": False}
-            )
-            sa.event.listen(self.engine, "connect", _fast_sqlite)
+            self.engine = engine_for(self.engine.url)
             self.sessionmaker = sa.orm.sessionmaker(bind=self.engine)
         self._create_session_index()
 
@@ -149,15 +147,6 @@ class _Reads:
 
 def _is_listen(event: dict) -> bool:
     return event.get("event") == ActionExecuted.type_name and event.get("name") == "action_listen"
-
-
-def _fast_sqlite(connection: Any, _record: Any) -> None:
-    """WAL lets readers work during a write; NORMAL sync skips an fsync per turn (still crash-safe
-    for the database, at worst losing the last turn on power loss)."""
-    cursor = connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()
 
 
 def _last_turn(tracker: DialogueStateTracker) -> list:
