@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
 import subprocess
 import sys
 
@@ -49,7 +50,8 @@ def test_purge_deletes_only_conversations_past_the_period(tmp_path):
     handoffs = _seed(settings)
     result = subprocess.run(
         [sys.executable, "-m", "bot", "purge", "--older-than", "30"],
-        cwd=PROJECT_ROOT, capture_output=True, text=True, env=runner.child_env(settings),
+        # The parent's environment too: the command must share this process's clock (and faketime's).
+        cwd=PROJECT_ROOT, capture_output=True, text=True, env={**os.environ, **runner.child_env(settings)},
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "Eliminadas 1 conversaciones y 1 derivaciones" in result.stdout
