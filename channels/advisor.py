@@ -26,6 +26,7 @@ from bot.handoff_desk import Message, is_within_reply_window
 from bot.ratelimit import RateLimiter
 from bot.services import handoff_desk, settings
 from channels import outbound
+from channels.requests import bearer_token, json_object
 
 logger = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "static" / "advisor"
@@ -40,11 +41,10 @@ def _error(status: int, message: str) -> HTTPResponse:
 
 
 def _body_text(request: Request) -> str | HTTPResponse:
-    try:
-        body = request.json
-    except Exception:
-        return _error(400, "el cuerpo debe ser JSON")
-    text = body.get("text") if isinstance(body, dict) else None
+    body = json_object(request)
+    if body is None:
+        return _error(400, "el cuerpo debe ser un objeto JSON")
+    text = body.get("text")
     if not isinstance(text, str) or not text.strip():
         return _error(400, "'text' debe ser un texto no vacío")
     if len(text) > MAX_TEXT:
@@ -116,8 +116,7 @@ class AdvisorConsole(InputChannel):
 
         def authenticated(handler):
             async def wrapper(request: Request, *args, **kwargs) -> HTTPResponse:
-                header = request.headers.get("authorization", "")
-                token = header[7:].strip() if header.lower().startswith("bearer ") else ""
+                token = bearer_token(request)
                 advisor = await run(desk.store.advisor_for_token, token) if token else None
                 if advisor is None:
                     return _error(401, "inicie sesión (token ausente, inválido o vencido)")
@@ -142,11 +141,8 @@ class AdvisorConsole(InputChannel):
 
         @console.route("/api/login", methods=["POST"])
         async def login(request: Request) -> HTTPResponse:
-            try:
-                body = request.json
-            except Exception:
-                return _error(400, "el cuerpo debe ser JSON")
-            if not isinstance(body, dict) or not all(isinstance(body.get(k), str) for k in ("username", "password")):
+            body = json_object(request)
+            if body is None or not all(isinstance(body.get(k), str) for k in ("username", "password")):
                 return _error(400, "faltan 'username' y 'password'")
             key = f"{request.remote_addr or request.ip}:{body['username']}"
             if not login_attempts.allow(key):

@@ -17,6 +17,7 @@ from sanic.response import HTTPResponse
 
 from channels import outbound
 from channels.delivery import deliver
+from channels.requests import json_object
 
 MAX_SENDER_CHARS = 128
 
@@ -30,11 +31,8 @@ class WholeMessageCollector(CollectingOutputChannel):
 
 def parse_rest_request(request: Request) -> tuple[str, str] | str:
     """The (sender, text) of a well-formed request, or the error to return."""
-    try:
-        body = request.json
-    except Exception:  # sanic raises InvalidUsage on a body that is not JSON
-        return "the body must be JSON"
-    if not isinstance(body, dict):
+    body = json_object(request)
+    if body is None:
         return 'the body must be a JSON object: {"sender": "...", "message": "..."}'
     sender, text = body.get("sender"), body.get("message")
     if not isinstance(sender, str) or not sender.strip() or len(sender) > MAX_SENDER_CHARS:

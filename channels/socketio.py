@@ -35,6 +35,7 @@ from bot.messaging import ExpiringMap, cut_input
 from bot.services import handoff_desk, settings
 from channels import outbound
 from channels.delivery import deliver
+from channels.requests import bearer_token
 
 SESSION_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 SHOWN_TEXT = "shown_text"  # user-message metadata: what the person saw as their own message
@@ -209,8 +210,7 @@ class WebChatSocketIO(SocketIOInput):
             headers = self._cors_headers(request)
             if request.method == "OPTIONS":
                 return response.empty(headers=headers)
-            bearer = request.headers.get("authorization", "")
-            if not self.authorised(bearer[7:].strip() if bearer.lower().startswith("bearer ") else None):
+            if not self.authorised(bearer_token(request)):
                 return response.json({"error": "a valid token is required"}, status=401, headers=headers)
             messages: list[dict[str, Any]] = []
             if is_session_id(session_id):
