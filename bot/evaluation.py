@@ -26,8 +26,6 @@ from bot.text import fold
 
 Parse = Callable[[str], dict]
 ANNOTATION = re.compile(r"\[([^\]]+)\](\{[^}]*\}|\([^)]*\))")
-# What a conversation turn may expect instead of an entry id (conversation moves give their entry's id).
-OUTCOMES = ("no_detail", "what_exactly", "which_one", "fallback", "handoff", "menu")
 
 
 # --- the peer: TF-IDF + logistic regression ------------------------------------------------
@@ -105,6 +103,8 @@ def load_entry_questions(path: Path) -> list[Conversation]:
     ]
 
 
+# What a conversation turn may expect instead of an entry id (besides "handoff"; conversation moves
+# give their entry's id).
 PROMPT_OUTCOMES = {
     "followup.which_one": "which_one",
     "followup.what_exactly": "what_exactly",
@@ -116,7 +116,7 @@ PROMPT_OUTCOMES = {
 
 
 def outcome_of(reply: Reply) -> str:
-    """The entry that answered, or what the assistant did instead (one of OUTCOMES)."""
+    """The entry that answered, or what the assistant did instead ("handoff" or a PROMPT_OUTCOMES value)."""
     if reply.handoff:
         return "handoff"
     return reply.entry or PROMPT_OUTCOMES.get(reply.prompt or "", reply.prompt or "nothing")
@@ -125,8 +125,7 @@ def outcome_of(reply: Reply) -> str:
 class ConversationRunner:
     """Plays conversations through the NLU and the dialogue, carrying slots as the action does."""
 
-    def __init__(self, kb: KnowledgeBase, responder: Responder, parse: Parse) -> None:
-        self.kb = kb
+    def __init__(self, responder: Responder, parse: Parse) -> None:
         self.responder = responder
         self.parse = parse
 

@@ -100,7 +100,7 @@ def cmd_eval(settings: Settings, args: argparse.Namespace) -> int:
         kb, LiveVocabulary(sorted(NLU_DIR.glob("*.yml")), LiveKnowledgeBase(settings.content_dir)).current()
     )
     with runner.parsing_server(settings, runner.latest_model()) as parse:
-        play = evaluation.ConversationRunner(kb, responder, parse).play
+        play = evaluation.ConversationRunner(responder, parse).play
         outcomes = {
             name: [o for conversation in conversations for o in play(conversation)]
             for name, conversations in (
