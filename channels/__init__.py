@@ -1,11 +1,5 @@
-"""Rasa input/output channels and server-side adapters: thin wrappers around `bot/`.
+"""Rasa input/output channels and the advisor console: thin wrappers around `bot/`.
 
-Rasa imports this package in the server process, so it is where log redaction is switched on
-and where Rasa's calls to the action server are made cheap (`extensions.rasa_speedups`).
+Rasa loads them by dotted path from credentials.yml. Importing this package changes nothing in Rasa;
+the server process is prepared by `extensions.serve`.
 """
-
-from bot.privacy import install_log_redaction
-from extensions import rasa_speedups
-
-install_log_redaction()
-rasa_speedups.install()

@@ -1,2 +1,3 @@
-"""What Rasa loads by dotted path from config.yml and endpoints.yml: the tracker store, the lock store,
-the one-step rules policy, and the speedups that remove per-turn work from Rasa 3.6."""
+"""What Rasa loads by dotted path (config.yml, endpoints.yml): the tracker store, the lock store, the
+one-step rules policy and the NLU components; the patches for what has no extension point; and the
+Rasa server's entry point that installs them (`serve`)."""

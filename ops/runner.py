@@ -310,7 +310,7 @@ class Stack:
             return [sys.executable, "-m", "rasa_sdk", "--actions", "actions", "--port", str(self.settings.action_port)]
         port = self.rasa_ports[int(name.split("-")[1])]
         return [
-            sys.executable, "-m", "rasa", "run", "--model", str(self.model),
+            sys.executable, "-m", "extensions.serve", "run", "--model", str(self.model),
             "--endpoints", str(self._endpoints), "--credentials", str(self._credentials),
             "--port", str(port), "--interface", self.settings.host, *self._http_api_arguments(),
         ]  # fmt: skip
