@@ -23,7 +23,7 @@ from sqlalchemy.orm import declarative_base, sessionmaker
 
 from bot.database import engine_for
 
-Base = declarative_base()
+Base: Any = declarative_base()  # SQLAlchemy 1.4 builds this class at run time: no static type for it
 OPEN_STATES = ("waiting", "active")
 TOKEN_LIFETIME = dt.timedelta(hours=8)
 SUMMARY_TURNS = 6
@@ -41,7 +41,7 @@ def naive_utc(moment: dt.datetime) -> dt.datetime:
     return moment.astimezone(dt.timezone.utc).replace(tzinfo=None)
 
 
-class Advisor(Base):
+class AdvisorAccount(Base):
     __tablename__ = "advisors"
     id = sa.Column(sa.Integer, primary_key=True)
     username = sa.Column(sa.String(64), unique=True, nullable=False)
@@ -99,11 +99,31 @@ class AuditEntry(Base):
 
 
 class HandoffError(Exception):
-    """A request the store refuses; `status` is the HTTP status that fits."""
+    """A request the hand-off rules refuse; the subclass says why, the message says it to an advisor."""
 
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
+
+class InvalidRequest(HandoffError):
+    """What was asked for is malformed (a password too short, say)."""
+
+
+class NotFound(HandoffError):
+    """No such hand-off."""
+
+
+class Conflict(HandoffError):
+    """The hand-off is not in a state that allows this (already claimed, closed, outside WhatsApp's window)."""
+
+
+class NotYours(HandoffError):
+    """Another advisor attends this hand-off."""
+
+
+@dataclass(frozen=True)
+class Advisor:
+    """A signed-in advisor: who writes, claims and closes."""
+
+    id: int
+    name: str
 
 
 @dataclass(frozen=True)
@@ -206,12 +226,12 @@ class HandoffStore:
 
     def add_advisor(self, username: str, password: str, display_name: str | None = None) -> None:
         if len(password) < 10:
-            raise HandoffError(400, "la contraseña debe tener al menos 10 caracteres")
+            raise InvalidRequest("la contraseña debe tener al menos 10 caracteres")
         with self._session() as s:
-            if s.query(Advisor).filter_by(username=username).first():
-                raise HandoffError(409, f"ya existe el asesor '{username}'")
+            if s.query(AdvisorAccount).filter_by(username=username).first():
+                raise Conflict(f"ya existe el asesor '{username}'")
             s.add(
-                Advisor(
+                AdvisorAccount(
                     username=username,
                     display_name=display_name or username,
                     password_hash=self._hasher.hash(password),
@@ -222,7 +242,7 @@ class HandoffStore:
     def login(self, username: str, password: str) -> str | None:
         """A new session token for valid credentials, else None."""
         with self._session() as s:
-            advisor = s.query(Advisor).filter_by(username=username).first()
+            advisor = s.query(AdvisorAccount).filter_by(username=username).first()
             if advisor is None:
                 self._hasher.hash(password)  # same cost whether or not the user exists
                 return None
@@ -235,21 +255,35 @@ class HandoffStore:
             s.query(Session).filter(Session.expires_at < now).delete()
             return token
 
-    def advisor_for_token(self, token: str) -> tuple[int, str] | None:
+    def advisor_for_token(self, token: str) -> Advisor | None:
         with self._session() as s:
             row = (
-                s.query(Advisor.id, Advisor.display_name)
-                .join(Session, Session.advisor_id == Advisor.id)
+                s.query(AdvisorAccount.id, AdvisorAccount.display_name)
+                .join(Session, Session.advisor_id == AdvisorAccount.id)
                 .filter(Session.token_hash == _digest(token), Session.expires_at > self._now())
                 .first()
             )
-            return (row[0], row[1]) if row else None
+            return Advisor(row[0], row[1]) if row else None
 
     def audit(self, advisor_id: int | None, action: str, handoff_id: int | None = None, detail: str = "") -> None:
         with self._session() as s:
             s.add(
                 AuditEntry(advisor_id=advisor_id, action=action, handoff_id=handoff_id, detail=detail, at=self._now())
             )
+
+    def audit_unless_recent(self, advisor_id: int, action: str, handoff_id: int, within: dt.timedelta) -> None:
+        """Audit once per `within`: a console that polls a case reads it every few seconds."""
+        with self._session() as s:
+            recent = (
+                s.query(AuditEntry.id)
+                .filter_by(advisor_id=advisor_id, action=action, handoff_id=handoff_id)
+                .filter(AuditEntry.at > self._now() - within)
+                .first()
+            )
+            if recent is None:
+                s.add(
+                    AuditEntry(advisor_id=advisor_id, action=action, handoff_id=handoff_id, detail="", at=self._now())
+                )
 
     def audit_log(self) -> list[tuple[int | None, str, int | None]]:
         with self._session() as s:
@@ -356,8 +390,8 @@ class HandoffStore:
     def transcript(self, handoff_id: int) -> list[TranscriptLine]:
         with self._session() as s:
             rows = (
-                s.query(HandoffMessage, Advisor.display_name)
-                .outerjoin(Advisor, Advisor.id == HandoffMessage.advisor_id)
+                s.query(HandoffMessage, AdvisorAccount.display_name)
+                .outerjoin(AdvisorAccount, AdvisorAccount.id == HandoffMessage.advisor_id)
                 .filter(HandoffMessage.handoff_id == handoff_id)
                 .order_by(HandoffMessage.id)
             )
@@ -384,15 +418,15 @@ class HandoffStore:
                 )
             )
             if not won:
-                raise HandoffError(409, "esta conversación ya no está en espera")
+                raise Conflict("esta conversación ya no está en espera")
         return self.get(handoff_id)
 
     def require_owner(self, handoff_id: int, advisor_id: int) -> HandoffView:
         view = self.get(handoff_id)
         if view.state != "active":
-            raise HandoffError(409, f"esta conversación no está en atención ({view.state})")
+            raise Conflict(f"esta conversación no está en atención ({view.state})")
         if view.advisor_id != advisor_id:
-            raise HandoffError(403, "otro asesor atiende esta conversación")
+            raise NotYours("otro asesor atiende esta conversación")
         return view
 
     def close(self, handoff_id: int, advisor_id: int) -> HandoffView:
@@ -474,12 +508,12 @@ class HandoffStore:
     def _record(s, handoff_id: int) -> Handoff:
         record = s.get(Handoff, handoff_id)
         if record is None:
-            raise HandoffError(404, "no existe esa derivación")
+            raise NotFound("no existe esa derivación")
         return record
 
     @staticmethod
     def _view(s, record: Handoff) -> HandoffView:
-        advisor = s.get(Advisor, record.advisor_id).display_name if record.advisor_id else None
+        advisor = s.get(AdvisorAccount, record.advisor_id).display_name if record.advisor_id else None
         return HandoffView(
             id=record.id,
             conversation_id=record.conversation_id,

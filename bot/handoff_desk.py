@@ -1,18 +1,21 @@
 """The hand-off workflow around the store: what to tell the person, and when the assistant is quiet.
 
 Channels call `on_person_message` for every inbound message; the action server calls `request`;
-the advisor console calls `claim`, `reply`, `close`; a periodic sweep calls `expire_unclaimed`.
-Texts come from data/content/handoff.yml.
+the advisor console calls `sign_in`, `claim`, `reply`, `note`, `close` and reads through `queue` and
+`case`; a periodic sweep calls `expire_unclaimed`. Whatever reaches the person goes through an
+`Outbox` (the conversation's channel, and Rasa's record of the conversation), in an order the desk
+owns: send, then record what was sent. Texts come from data/content/handoff.yml.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from bot.handoff import HandoffStore, HandoffView, naive_utc
+from bot.handoff import Advisor, Conflict, HandoffStore, HandoffView, TranscriptLine, naive_utc
 from bot.knowledge import LiveKnowledgeBase
 from bot.office_hours import OfficeHours
 from bot.text import fill, plain
@@ -20,6 +23,7 @@ from bot.text import fill, plain
 LEAVE_WORDS = frozenset({"cancelar", "cancela", "cancel", "menu", "salir", "show menu"})  # plain text; "/show_menu" too
 RATING = re.compile(r"^\s*([1-5])\s*(estrellas?)?\s*$")
 Message = tuple[str, tuple[tuple[str, str], ...]]  # (text, buttons)
+READ_AUDIT_EVERY = dt.timedelta(minutes=10)
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,40 @@ class Decision:
 
     to_assistant: str | None  # text to hand to Rasa (None: the assistant stays quiet)
     replies: tuple[Message, ...] = ()
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What reached the person: the first `sent` of `total` messages. `reachable` is False for a
+    channel that cannot send on its own (REST answers requests only): nothing reaches the person."""
+
+    sent: int
+    total: int
+    reachable: bool = True
+
+    @property
+    def delivered(self) -> bool:
+        return self.reachable and self.sent == self.total
+
+    def as_json(self) -> dict[str, Any]:
+        return {"delivered": self.delivered, "sent": self.sent, "total": self.total, "reachable": self.reachable}
+
+
+class Outbox(Protocol):
+    """How the desk reaches a person outside of a request: the conversation's own channel."""
+
+    def reply_window(self, channel: str) -> dt.timedelta | None:
+        """How long after the person's last message free text may still be sent (None: no limit)."""
+
+    async def send(self, view: HandoffView, messages: tuple[Message, ...]) -> Delivery:
+        """Send in order; stop at the first message the channel refuses."""
+
+    async def record(self, view: HandoffView, messages: tuple[Message, ...], author: str) -> None:
+        """Keep messages in the conversation's own record (Rasa's tracker), as said by `author`."""
+
+
+class OutsideReplyWindow(Conflict):
+    """WhatsApp takes free text only within 24 hours of the person's last message."""
 
 
 class HandoffDesk:
@@ -102,7 +140,7 @@ class HandoffDesk:
         self.store.stop_awaiting_rating(closed.id)
         return Decision(to_assistant=text)
 
-    def expire_unclaimed(self) -> list[tuple[HandoffView, tuple[Message, ...]]]:
+    def expire_unclaimed_now(self) -> list[tuple[HandoffView, tuple[Message, ...]]]:
         """Live hand-offs nobody claimed in time become leave-a-message ones; returns who to tell."""
         cutoff = self.store.clock() - self.wait
         expired = []
@@ -111,30 +149,102 @@ class HandoffDesk:
                 expired.append((view, self._say("handoff.timeout")))
         return expired
 
+    async def expire_unclaimed(self, outbox: Outbox) -> int:
+        """Tell people whose hand-off nobody claimed in time that they can leave a message; how many."""
+        expired = await asyncio.to_thread(self.expire_unclaimed_now)
+        for view, messages in expired:
+            await self._send_and_record(outbox, view, messages, author="assistant")
+        return len(expired)
+
     # --- the advisor's side -------------------------------------------------------------
 
-    def claim(self, handoff_id: int, advisor_id: int, advisor_name: str) -> tuple[HandoffView, tuple[Message, ...]]:
-        view = self.store.claim(handoff_id, advisor_id)
-        self.store.audit(advisor_id, "claim", handoff_id)
-        greeting = self._say("handoff.claimed", advisor=advisor_name)
-        self.store.add_message(handoff_id, "advisor", greeting[0][0], advisor_id)
-        return view, greeting
+    def sign_in(self, username: str, password: str) -> tuple[str, Advisor] | None:
+        """A session token and who it is for, or None; every attempt is audited."""
+        token = self.store.login(username, password)
+        advisor = self.store.advisor_for_token(token) if token else None
+        if token is None or advisor is None:
+            self.store.audit(None, "login_failed", None, username[:64])
+            return None
+        self.store.audit(advisor.id, "login")
+        return token, advisor
 
-    def reply(self, handoff_id: int, advisor_id: int, text: str) -> HandoffView:
-        view = self.store.require_owner(handoff_id, advisor_id)
-        self.store.add_message(handoff_id, "advisor", text, advisor_id)
-        self.store.audit(advisor_id, "reply", handoff_id)
+    def sign_in_refused(self, username: str) -> None:
+        """Too many attempts: audited, not tried."""
+        self.store.audit(None, "login_throttled", None, username[:64])
+
+    def advisor_for(self, token: str) -> Advisor | None:
+        return self.store.advisor_for_token(token)
+
+    def queue(self, state: str) -> list[HandoffView]:
+        return self.store.queue(state)
+
+    def case(self, handoff_id: int, advisor: Advisor) -> tuple[HandoffView, list[TranscriptLine]]:
+        """A hand-off and its record, as an advisor reads it; the reading is audited."""
+        view = self.store.get(handoff_id)
+        transcript = self.store.transcript(handoff_id)
+        self.store.audit_unless_recent(advisor.id, "read", handoff_id, READ_AUDIT_EVERY)
+        return view, transcript
+
+    async def claim(self, handoff_id: int, advisor: Advisor, outbox: Outbox) -> tuple[HandoffView, Delivery]:
+        """Take the hand-off (of two advisors at once, one wins), then greet the person by name."""
+        view = await asyncio.to_thread(self._claim, handoff_id, advisor)
+        greeting = self._say("handoff.claimed", advisor=advisor.name)
+        delivery = await self._send_and_record(outbox, view, greeting, author=f"advisor:{advisor.name}")
+        if delivery.sent or not delivery.reachable:
+            await asyncio.to_thread(self.store.add_message, handoff_id, "advisor", greeting[0][0], advisor.id)
+        return view, delivery
+
+    def _claim(self, handoff_id: int, advisor: Advisor) -> HandoffView:
+        view = self.store.claim(handoff_id, advisor.id)
+        self.store.audit(advisor.id, "claim", handoff_id)
         return view
 
-    def note(self, handoff_id: int, advisor_id: int, text: str) -> None:
-        self.store.get(handoff_id)
-        self.store.add_message(handoff_id, "note", text, advisor_id)
-        self.store.audit(advisor_id, "note", handoff_id)
+    async def reply(self, handoff_id: int, advisor: Advisor, text: str, outbox: Outbox) -> Delivery:
+        """An advisor's message: checked, sent through the person's channel, then recorded.
 
-    def close(self, handoff_id: int, advisor_id: int) -> tuple[HandoffView, tuple[Message, ...]]:
-        view = self.store.close(handoff_id, advisor_id)
-        self.store.audit(advisor_id, "close", handoff_id)
-        return view, self._say("handoff.closed")
+        What the channel refused is not recorded as said (the advisor is told and can retry); on a
+        channel that cannot send at all it is recorded and reported as not delivered."""
+        view = await asyncio.to_thread(self.store.require_owner, handoff_id, advisor.id)
+        window = outbox.reply_window(view.channel)
+        if window is not None and not is_within_reply_window(view, window, self.store.clock()):
+            raise OutsideReplyWindow(
+                "WhatsApp solo admite texto libre hasta 24 horas después del último mensaje de la persona: "
+                "contáctela por teléfono o correo"
+            )
+        delivery = await self._send_and_record(outbox, view, ((text, ()),), author=f"advisor:{advisor.name}")
+        if delivery.sent or not delivery.reachable:
+            await asyncio.to_thread(self._record_reply, handoff_id, advisor, text)
+        return delivery
+
+    def _record_reply(self, handoff_id: int, advisor: Advisor, text: str) -> None:
+        self.store.add_message(handoff_id, "advisor", text, advisor.id)
+        self.store.audit(advisor.id, "reply", handoff_id)
+
+    def note(self, handoff_id: int, advisor: Advisor, text: str) -> None:
+        """An internal note: the person never sees it."""
+        self.store.get(handoff_id)
+        self.store.add_message(handoff_id, "note", text, advisor.id)
+        self.store.audit(advisor.id, "note", handoff_id)
+
+    async def close(self, handoff_id: int, advisor: Advisor, outbox: Outbox) -> tuple[HandoffView, Delivery]:
+        """Close the hand-off, then say goodbye and ask for a rating."""
+        view = await asyncio.to_thread(self._close, handoff_id, advisor)
+        return view, await self._send_and_record(outbox, view, self._say("handoff.closed"), author="assistant")
+
+    def _close(self, handoff_id: int, advisor: Advisor) -> HandoffView:
+        view = self.store.close(handoff_id, advisor.id)
+        self.store.audit(advisor.id, "close", handoff_id)
+        return view
+
+    @staticmethod
+    async def _send_and_record(
+        outbox: Outbox, view: HandoffView, messages: tuple[Message, ...], author: str
+    ) -> Delivery:
+        delivery = await outbox.send(view, messages)
+        said = messages if not delivery.reachable else messages[: delivery.sent]
+        if said:
+            await outbox.record(view, said, author)
+        return delivery
 
 
 def is_within_reply_window(view: HandoffView, window: dt.timedelta, now: dt.datetime) -> bool:

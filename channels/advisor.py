@@ -1,8 +1,8 @@
 """The advisor console at /advisor/: a static page and the JSON API it (and other tools) use.
 
-Logic lives in `bot.handoff_desk`; this module only speaks HTTP, delivers advisor messages through
-the conversation's channel sender, records them in the Rasa tracker, and runs the sweep that tells
-people when nobody claimed their hand-off in time.
+The use cases live in `bot.handoff_desk`; this module only translates HTTP to them and back, and
+gives the desk its `Outbox`: the conversation's channel sender and its Rasa tracker. It also runs the
+sweep that tells people when nobody claimed their hand-off in time.
 """
 
 from __future__ import annotations
@@ -21,8 +21,17 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
-from bot.handoff import HandoffError, HandoffView, TranscriptLine, missing_history
-from bot.handoff_desk import Message, is_within_reply_window
+from bot.handoff import (
+    Conflict,
+    HandoffError,
+    HandoffView,
+    InvalidRequest,
+    NotFound,
+    NotYours,
+    TranscriptLine,
+    missing_history,
+)
+from bot.handoff_desk import Delivery, Message
 from bot.ratelimit import RateLimiter
 from bot.services import handoff_desk, settings
 from channels import outbound
@@ -34,6 +43,7 @@ STATES = ("waiting", "active", "closed")
 MAX_TEXT = 4000
 SWEEP_SECONDS = 15.0
 login_attempts = RateLimiter(limit=5, window_seconds=300)
+STATUS_OF = {InvalidRequest: 400, NotYours: 403, NotFound: 404, Conflict: 409}
 
 
 def _error(status: int, message: str) -> HTTPResponse:
@@ -52,28 +62,36 @@ def _body_text(request: Request) -> str | HTTPResponse:
     return text.strip()
 
 
-async def deliver_to_person(request_app: Any, view: HandoffView, messages: tuple[Message, ...], author: str) -> bool:
-    """Send messages through the conversation's own channel and keep them in its Rasa tracker.
+class ChannelOutbox:
+    """The desk's way to a person: the channel's registered sender, and the conversation's tracker."""
 
-    False when the channel refused one (nothing after it is sent); what was sent is recorded."""
-    sender = outbound.sender_for(view.channel)
-    sent: list[Message] = []
-    for text, buttons in messages:
-        try:
-            if sender is not None:
+    def __init__(self, agent: Any) -> None:
+        self.agent = agent
+
+    def reply_window(self, channel: str) -> dt.timedelta | None:
+        return getattr(outbound.sender_for(channel), "reply_window", None)
+
+    async def send(self, view: HandoffView, messages: tuple[Message, ...]) -> Delivery:
+        sender = outbound.sender_for(view.channel)
+        if sender is None:
+            return Delivery(sent=0, total=len(messages), reachable=False)
+        sent = 0
+        for text, buttons in messages:
+            try:
                 await sender.send(view.conversation_id, text, buttons)
-        except Exception:
-            logger.exception("could not deliver a hand-off message on channel %s", view.channel)
-            break
-        sent.append((text, buttons))
-    agent = request_app.ctx.agent
-    async with agent.lock_store.lock(view.conversation_id):
-        tracker = await agent.tracker_store.get_or_create_tracker(view.conversation_id)
-        for text, buttons in sent:
-            data = {"buttons": [{"title": t, "payload": p} for t, p in buttons]} if buttons else {}
-            tracker.update(BotUttered(text, data, metadata={"author": author}))
-        await agent.tracker_store.save(tracker)
-    return len(sent) == len(messages)
+            except Exception:
+                logger.exception("could not deliver a hand-off message on channel %s", view.channel)
+                break
+            sent += 1
+        return Delivery(sent=sent, total=len(messages))
+
+    async def record(self, view: HandoffView, messages: tuple[Message, ...], author: str) -> None:
+        async with self.agent.lock_store.lock(view.conversation_id):
+            tracker = await self.agent.tracker_store.get_or_create_tracker(view.conversation_id)
+            for text, buttons in messages:
+                data = {"buttons": [{"title": t, "payload": p} for t, p in buttons]} if buttons else {}
+                tracker.update(BotUttered(text, data, metadata={"author": author}))
+            await self.agent.tracker_store.save(tracker)
 
 
 async def earlier_history(request_app: Any, view: HandoffView, record: list[TranscriptLine]) -> list[TranscriptLine]:
@@ -117,13 +135,14 @@ class AdvisorConsole(InputChannel):
         def authenticated(handler):
             async def wrapper(request: Request, *args, **kwargs) -> HTTPResponse:
                 token = bearer_token(request)
-                advisor = await run(desk.store.advisor_for_token, token) if token else None
+                advisor = await run(desk.advisor_for, token) if token else None
                 if advisor is None:
                     return _error(401, "inicie sesión (token ausente, inválido o vencido)")
                 try:
                     return await handler(request, advisor, *args, **kwargs)
                 except HandoffError as error:
-                    return _error(error.status, str(error))
+                    status = next(code for kind, code in STATUS_OF.items() if isinstance(error, kind))
+                    return _error(status, str(error))
 
             wrapper.__name__ = handler.__name__
             return wrapper
@@ -146,15 +165,13 @@ class AdvisorConsole(InputChannel):
                 return _error(400, "faltan 'username' y 'password'")
             key = f"{request.remote_addr or request.ip}:{body['username']}"
             if not login_attempts.allow(key):
-                await run(desk.store.audit, None, "login_throttled", None, body["username"][:64])
+                await run(desk.sign_in_refused, body["username"])
                 return _error(429, "demasiados intentos: espere unos minutos")
-            token = await run(desk.store.login, body["username"], body["password"])
-            if token is None:
-                await run(desk.store.audit, None, "login_failed", None, body["username"][:64])
+            signed_in = await run(desk.sign_in, body["username"], body["password"])
+            if signed_in is None:
                 return _error(401, "usuario o contraseña incorrectos")
-            advisor_id, name = await run(desk.store.advisor_for_token, token)
-            await run(desk.store.audit, advisor_id, "login")
-            return response.json({"token": token, "advisor": name})
+            token, advisor = signed_in
+            return response.json({"token": token, "advisor": advisor.name})
 
         @console.route("/api/handoffs", methods=["GET"])
         @authenticated
@@ -162,14 +179,13 @@ class AdvisorConsole(InputChannel):
             state = request.args.get("status", "waiting")
             if state not in STATES:
                 return _error(400, f"status debe ser uno de: {', '.join(STATES)}")
-            views = await run(desk.store.queue, state)
+            views = await run(desk.queue, state)
             return response.json({"handoffs": [v.as_json() for v in views]})
 
         @console.route("/api/handoffs/<handoff_id:int>", methods=["GET"])
         @authenticated
         async def detail(request: Request, advisor, handoff_id: int) -> HTTPResponse:
-            view = await run(desk.store.get, handoff_id)
-            transcript = await run(desk.store.transcript, handoff_id)
+            view, transcript = await run(desk.case, handoff_id, advisor)
             try:
                 earlier = await earlier_history(request.app, view, transcript)
             except Exception:  # the record alone still lets the advisor work
@@ -186,9 +202,8 @@ class AdvisorConsole(InputChannel):
         @console.route("/api/handoffs/<handoff_id:int>/claim", methods=["POST"])
         @authenticated
         async def claim(request: Request, advisor, handoff_id: int) -> HTTPResponse:
-            view, greeting = await run(desk.claim, handoff_id, advisor[0], advisor[1])
-            delivered = await deliver_to_person(request.app, view, greeting, author=f"advisor:{advisor[1]}")
-            return response.json({"handoff": view.as_json(), "delivered": delivered})
+            view, delivery = await desk.claim(handoff_id, advisor, ChannelOutbox(request.app.ctx.agent))
+            return response.json({"handoff": view.as_json(), **delivery.as_json()})
 
         @console.route("/api/handoffs/<handoff_id:int>/messages", methods=["POST"])
         @authenticated
@@ -196,21 +211,10 @@ class AdvisorConsole(InputChannel):
             text = _body_text(request)
             if isinstance(text, HTTPResponse):
                 return text
-            view = await run(desk.store.require_owner, handoff_id, advisor[0])
-            sender = outbound.sender_for(view.channel)
-            window = getattr(sender, "reply_window", None)
-            if window is not None and not is_within_reply_window(view, window, desk.store.clock()):
-                return _error(
-                    409,
-                    "WhatsApp solo admite texto libre hasta 24 horas después del último mensaje de la "
-                    "persona: contáctela por teléfono o correo",
-                )
-            if not await deliver_to_person(request.app, view, ((text, ()),), author=f"advisor:{advisor[1]}"):
-                return _error(
-                    502, f"el servicio de {view.channel} no aceptó el mensaje: intente de nuevo en un momento"
-                )
-            await run(desk.reply, handoff_id, advisor[0], text)
-            return response.json({"ok": True}, status=201)
+            delivery = await desk.reply(handoff_id, advisor, text, ChannelOutbox(request.app.ctx.agent))
+            if delivery.reachable and not delivery.delivered:
+                return _error(502, "el servicio de mensajería no aceptó el mensaje: intente de nuevo en un momento")
+            return response.json({"ok": True, **delivery.as_json()}, status=201)
 
         @console.route("/api/handoffs/<handoff_id:int>/notes", methods=["POST"])
         @authenticated
@@ -218,15 +222,14 @@ class AdvisorConsole(InputChannel):
             text = _body_text(request)
             if isinstance(text, HTTPResponse):
                 return text
-            await run(desk.note, handoff_id, advisor[0], text)
+            await run(desk.note, handoff_id, advisor, text)
             return response.json({"ok": True}, status=201)
 
         @console.route("/api/handoffs/<handoff_id:int>/close", methods=["POST"])
         @authenticated
         async def close(request: Request, advisor, handoff_id: int) -> HTTPResponse:
-            view, farewell = await run(desk.close, handoff_id, advisor[0])
-            delivered = await deliver_to_person(request.app, view, farewell, author="assistant")
-            return response.json({"handoff": view.as_json(), "delivered": delivered})
+            view, delivery = await desk.close(handoff_id, advisor, ChannelOutbox(request.app.ctx.agent))
+            return response.json({"handoff": view.as_json(), **delivery.as_json()})
 
         @console.route("/api/canned", methods=["GET"])
         @authenticated
@@ -253,8 +256,7 @@ async def _sweep_forever(app: Any) -> None:
     while True:
         await asyncio.sleep(interval)
         try:
-            for view, messages in await asyncio.to_thread(desk.expire_unclaimed):
-                await deliver_to_person(app, view, messages, author="assistant")
+            await desk.expire_unclaimed(ChannelOutbox(app.ctx.agent))
         except Exception:
             logger.exception("hand-off sweep failed; retrying at the next interval")
 

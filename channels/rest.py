@@ -1,7 +1,9 @@
 """The REST channel: `POST /webhooks/rest/webhook` with `{"sender": "...", "message": "..."}`.
 
 Replaces Rasa's RestInput handler to reject malformed requests with a clear 400, stamp each
-message with its arrival time for the turn log, and keep each answer in one message.
+message with its arrival time for the turn log, and keep each answer in one message. REST answers
+requests only: it registers no outbound sender, so an advisor's reply to a REST conversation is kept
+but reported as not delivered.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
-from channels import outbound
 from channels.delivery import deliver
 from channels.requests import json_object
 
@@ -42,22 +43,12 @@ def parse_rest_request(request: Request) -> tuple[str, str] | str:
     return sender, text
 
 
-class RestSender:
-    """REST has no way to push a message: advisor replies are kept in the tracker only."""
-
-    reply_window = None
-
-    async def send(self, recipient_id: str, text: str, buttons=()) -> None:
-        return None
-
-
 class RestChannel(InputChannel):
     @classmethod
     def name(cls) -> str:
         return "rest"
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
-        outbound.register(self.name(), RestSender())
         webhook = Blueprint("rest_channel", __name__)
 
         @webhook.route("/", methods=["GET"])

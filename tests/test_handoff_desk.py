@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import threading
 from pathlib import Path
 
 import pytest
 
-from bot.handoff import HandoffError, HandoffStore, TranscriptLine, missing_history
-from bot.handoff_desk import HandoffDesk
+from bot.handoff import Advisor, Conflict, HandoffStore, NotYours, TranscriptLine, missing_history
+from bot.handoff_desk import Delivery, HandoffDesk, OutsideReplyWindow
 from bot.knowledge import LiveKnowledgeBase
 from bot.office_hours import OfficeHours
 from bot.settings import CONTENT_DIR
@@ -28,6 +29,36 @@ class FakeClock:
 
     def __call__(self) -> dt.datetime:
         return self.now
+
+
+ANA, LUIS = Advisor(1, "Ana"), Advisor(2, "Luis")
+
+
+class ChannelStandIn:
+    """The far side of the desk's Outbox: a channel that takes the first `accepts` messages (all when
+    None), or cannot send at all, and the conversation's record of what was said."""
+
+    def __init__(self, accepts: int | None = None, reachable: bool = True, window: dt.timedelta | None = None):
+        self.accepts, self.reachable, self.window = accepts, reachable, window
+        self.sent: list[str] = []
+        self.recorded: list[tuple[str, str]] = []
+
+    def reply_window(self, channel: str) -> dt.timedelta | None:
+        return self.window
+
+    async def send(self, view, messages) -> Delivery:
+        if not self.reachable:
+            return Delivery(0, len(messages), reachable=False)
+        sent = 0
+        for text, _ in messages:
+            if self.accepts is not None and len(self.sent) >= self.accepts:
+                break
+            self.sent.append(text)
+            sent += 1
+        return Delivery(sent, len(messages))
+
+    async def record(self, view, messages, author: str) -> None:
+        self.recorded += [(author, text) for text, _ in messages]
 
 
 @pytest.fixture
@@ -60,7 +91,7 @@ def test_queue_puts_sensitive_cases_first_then_the_oldest(desk):
     assert "1818" in said[0][0]
     assert [h.id for h in desk.store.queue("waiting")] == [urgent.id, first.id, second.id]
     assert [desk.store.position(h.id) for h in (urgent, first, second)] == [1, 2, 3]
-    desk.claim(urgent.id, 1, "Ana")
+    asyncio.run(desk.claim(urgent.id, ANA, ChannelStandIn()))
     assert [desk.store.position(h.id) for h in (urgent, first, second)] == [0, 1, 2]
 
 
@@ -98,11 +129,12 @@ def test_out_of_hours_takes_a_message_once_and_advisors_see_it_first(desk):
 def test_unclaimed_hand_off_times_out_once_and_offers_to_leave_a_message(desk):
     view, _ = open_handoff(desk)
     desk.store.clock.now = TUESDAY_10AM + dt.timedelta(minutes=9)
-    assert desk.expire_unclaimed() == [], "still within the 10-minute wait"
+    channel = ChannelStandIn()
+    assert asyncio.run(desk.expire_unclaimed(channel)) == 0, "still within the 10-minute wait"
     desk.store.clock.now = TUESDAY_10AM + dt.timedelta(minutes=11)
-    expired = desk.expire_unclaimed()
-    assert [v.id for v, _ in expired] == [view.id] and "ningún asesor" in expired[0][1][0][0]
-    assert desk.expire_unclaimed() == []
+    assert asyncio.run(desk.expire_unclaimed(channel)) == 1
+    assert "ningún asesor" in channel.sent[0] and channel.recorded == [("assistant", channel.sent[0])]
+    assert asyncio.run(desk.expire_unclaimed(channel)) == 0 and len(channel.sent) == 1
     assert "quedó registrado" in desk.on_person_message("c1", "mi numero es 999").replies[0][0]
 
 
@@ -110,33 +142,77 @@ def test_of_two_advisors_claiming_at_once_exactly_one_wins(desk):
     view, _ = open_handoff(desk)
     outcomes = []
 
-    def claim(advisor_id):
+    def claim(advisor):
         try:
-            desk.claim(view.id, advisor_id, "x")
+            asyncio.run(desk.claim(view.id, advisor, ChannelStandIn()))
             outcomes.append("won")
-        except HandoffError as error:
-            outcomes.append(error.status)
+        except Conflict as error:
+            outcomes.append(str(error))
 
-    threads = [threading.Thread(target=claim, args=(i,)) for i in (1, 2)]
+    threads = [threading.Thread(target=claim, args=(advisor,)) for advisor in (ANA, LUIS)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert sorted(outcomes, key=str) == [409, "won"]
+    assert sorted(outcomes) == ["esta conversación ya no está en espera", "won"]
 
 
 def test_only_the_owner_replies_and_closing_asks_for_a_rating(desk):
     view, _ = open_handoff(desk)
-    desk.claim(view.id, 1, "Ana")
-    with pytest.raises(HandoffError) as error:
-        desk.reply(view.id, 2, "hola")
-    assert error.value.status == 403
-    desk.reply(view.id, 1, "Hola, soy Ana")
-    _, farewell = desk.close(view.id, 1)
-    assert "del 1" in farewell[-1][0]
+    channel = ChannelStandIn()
+    _, greeted = asyncio.run(desk.claim(view.id, ANA, channel))
+    assert greeted.delivered and "Ana" in channel.sent[0]
+    with pytest.raises(NotYours):
+        asyncio.run(desk.reply(view.id, LUIS, "hola", channel))
+    assert asyncio.run(desk.reply(view.id, ANA, "Hola, soy Ana", channel)).delivered
+    _, farewell = asyncio.run(desk.close(view.id, ANA, channel))
+    assert farewell.delivered and "del 1" in channel.sent[-1]
     assert "Gracias por su calificación" in desk.on_person_message("c1", "5").replies[0][0]
     assert desk.store.get(view.id).rating == 5
     assert [a[1] for a in desk.store.audit_log()] == ["claim", "reply", "close"]
+    said = [("advisor:Ana", channel.sent[0]), ("advisor:Ana", "Hola, soy Ana")]
+    assert channel.recorded == said + [("assistant", text) for text in channel.sent[2:]]
+
+
+def test_a_reply_the_channel_refused_is_not_recorded_as_said(desk):
+    view, _ = open_handoff(desk)
+    channel = ChannelStandIn(accepts=1)  # the greeting goes, then the provider refuses
+    asyncio.run(desk.claim(view.id, ANA, channel))
+    refused = asyncio.run(desk.reply(view.id, ANA, "¿Sigue ahí?", channel))
+    assert (refused.delivered, refused.sent, refused.reachable) == (False, 0, True)
+    said = [(line.author, line.text) for line in desk.store.transcript(view.id)]
+    assert ("advisor", "¿Sigue ahí?") not in said and ("advisor:Ana", "¿Sigue ahí?") not in channel.recorded
+    assert [a[1] for a in desk.store.audit_log()] == ["claim"]
+
+
+def test_a_reply_on_a_channel_that_cannot_send_is_kept_and_reported_undelivered(desk):
+    view, _ = open_handoff(desk)
+    channel = ChannelStandIn(reachable=False)
+    asyncio.run(desk.claim(view.id, ANA, channel))
+    kept = asyncio.run(desk.reply(view.id, ANA, "Le escribo por correo", channel))
+    assert not kept.delivered and not kept.reachable and channel.sent == []
+    assert ("advisor", "Le escribo por correo") in [(line.author, line.text) for line in desk.store.transcript(view.id)]
+    assert ("advisor:Ana", "Le escribo por correo") in channel.recorded
+
+
+def test_free_text_after_the_reply_window_is_refused_before_anything_is_sent(desk):
+    view, _ = open_handoff(desk)
+    channel = ChannelStandIn(window=dt.timedelta(hours=24))
+    asyncio.run(desk.claim(view.id, ANA, channel))
+    desk.store.clock.now = TUESDAY_10AM + dt.timedelta(hours=25)
+    with pytest.raises(OutsideReplyWindow):
+        asyncio.run(desk.reply(view.id, ANA, "Hola de nuevo", channel))
+    assert channel.sent == [channel.sent[0]] and len(desk.store.transcript(view.id)) == 3  # 2 lines + greeting
+
+
+def test_reading_a_case_is_audited_once_per_stretch_of_polling(desk):
+    view, _ = open_handoff(desk)
+    for _ in range(3):
+        desk.case(view.id, ANA)
+    desk.store.clock.now = TUESDAY_10AM + dt.timedelta(minutes=11)
+    desk.case(view.id, ANA)
+    desk.case(view.id, LUIS)
+    assert [(a[0], a[1]) for a in desk.store.audit_log()] == [(1, "read"), (1, "read"), (2, "read")]
 
 
 def test_the_check_on_every_message_follows_a_hand_off_through_its_life(desk):
@@ -144,9 +220,9 @@ def test_the_check_on_every_message_follows_a_hand_off_through_its_life(desk):
     assert not involves("c1")
     view, _ = open_handoff(desk)
     assert involves("c1") and not involves("c2")  # waiting
-    desk.claim(view.id, 1, "Ana")
+    asyncio.run(desk.claim(view.id, ANA, ChannelStandIn()))
     assert involves("c1")  # with an advisor
-    desk.close(view.id, 1)
+    asyncio.run(desk.close(view.id, ANA, ChannelStandIn()))
     assert involves("c1")  # a rating is awaited
     desk.on_person_message("c1", "4")
     assert not involves("c1")
@@ -159,10 +235,11 @@ def test_the_check_on_every_message_follows_a_hand_off_through_its_life(desk):
 def test_passwords_are_hashed_and_tokens_identify_the_advisor(desk):
     row = desk.store.engine.execute("select password_hash from advisors where username='ana'").scalar()
     assert row.startswith("$argon2") and "una-clave-larga" not in row
-    assert desk.store.login("ana", "mala") is None
-    token = desk.store.login("ana", "una-clave-larga")
-    assert desk.store.advisor_for_token(token) == (1, "Ana")
-    assert desk.store.advisor_for_token("forged") is None
+    assert desk.sign_in("ana", "mala") is None
+    token, advisor = desk.sign_in("ana", "una-clave-larga")
+    assert advisor == desk.advisor_for(token) == ANA
+    assert desk.advisor_for("forged") is None
+    assert [a[1] for a in desk.store.audit_log()] == ["login_failed", "login"]
 
 
 def test_the_history_a_record_lacks_is_the_session_before_its_overlap():

@@ -146,7 +146,12 @@ function noteForm(h) {
 
 async function act(path, body) {
   try {
-    await call(path, { method: "POST", body: JSON.stringify(body || {}) });
+    const done = await call(path, { method: "POST", body: JSON.stringify(body || {}) });
+    if (done.delivered === false) {
+      $("notice").textContent = (done.reachable === false
+        ? "Quedó en el registro, pero este canal no permite enviarlo a la persona: contáctela por otro medio."
+        : "Parte del mensaje no llegó a la persona: revise la conversación e intente de nuevo.");
+    }
     await renderDetail(); await refreshQueue();
   } catch (error) { $("notice").textContent = error.message; }
 }
