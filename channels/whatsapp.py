@@ -19,32 +19,22 @@ from functools import partial
 from typing import Any
 from urllib.parse import parse_qs
 
-import aiohttp
 from rasa.core.agent import Agent
 from rasa.shared.core.events import BotUttered
 from sanic import Blueprint, response
 from sanic.request import Request, RequestParameters
 from sanic.response import HTTPResponse
-from twilio.base.exceptions import TwilioRestException
-from twilio.http.async_http_client import AsyncTwilioHttpClient
-from twilio.request_validator import RequestValidator
-from twilio.rest import Client
-from twilio.twiml.messaging_response import MessagingResponse
 
 from bot.messaging import WHATSAPP_MAX_CHARS, Option, RecentIds, match_option, numbered_options, split_message
 from bot.settings import WHATSAPP_WEBHOOK_PATH, Settings
 from channels._common import ChatOutput, Inbound, InboundPath, ProviderChannel, channel_text, with_retries
 from channels.delivery import OnNewMessage
 from integrations.redis_keys import shared_keys
+from integrations.twilio import EMPTY_TWIML, TwilioMessages, WebhookSignature, retry_wait
 
 logger = logging.getLogger(__name__)
-# The SDK logs every request at INFO, recipients included: keep it to warnings.
-twilio_http_logger = logging.getLogger(f"{__name__}.twilio_http")
-twilio_http_logger.setLevel(logging.WARNING)
 
 PREFIX = "whatsapp:"
-EMPTY_TWIML = str(MessagingResponse())
-SEND_TIMEOUT_SECONDS = 15.0
 MAX_MEDIA = 10  # Twilio forwards at most ten media per message
 
 
@@ -72,44 +62,23 @@ def media_of(form: Mapping[str, Any]) -> tuple[dict[str, Any], ...]:
     return tuple(media)
 
 
-def _retry_wait(error: Exception) -> float | None:
-    """Retry only when Twilio did not take the message: 429, a 5xx, or no connection at all."""
-    if isinstance(error, TwilioRestException):
-        return 0.0 if error.status == 429 or error.status >= 500 else None
-    return 0.0 if isinstance(error, aiohttp.ClientConnectorError) else None
-
-
 class WhatsAppSender:
     """Sends through Twilio's Messages API, buttons as one numbered message."""
 
     reply_window = dt.timedelta(hours=24)  # WhatsApp takes free text only this long after the person wrote
 
     def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.sender_address = whatsapp_address(settings.twilio_whatsapp_from)
-        self._client: Client | None = None
-
-    def client(self) -> Client:
-        """Built on first use, inside the server's event loop (its aiohttp session needs one)."""
-        if self._client is None:
-            http = AsyncTwilioHttpClient(timeout=SEND_TIMEOUT_SECONDS, logger=twilio_http_logger)
-            self._client = Client(self.settings.twilio_account_sid, self.settings.twilio_auth_token, http_client=http)
-            self._client.api.base_url = self.settings.twilio_api_base_url
-        return self._client
+        self.twilio = TwilioMessages(settings, whatsapp_address(settings.twilio_whatsapp_from))
 
     async def send(self, recipient_id: str, text: str, buttons: tuple[Option, ...] = ()) -> None:
         to = whatsapp_address(recipient_id)
         if buttons:
             text = numbered_options(text, channel_text("channels.options_header"), [title for title, _ in buttons])
         for chunk in split_message(text, WHATSAPP_MAX_CHARS):
-            await with_retries(partial(self._create, to, chunk), _retry_wait)
-
-    async def _create(self, to: str, body: str) -> None:
-        await self.client().messages.create_async(to=to, from_=self.sender_address, body=body)
+            await with_retries(partial(self.twilio.create, to, chunk), retry_wait)
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.http_client.close()
+        await self.twilio.close()
 
 
 class WhatsAppOutput(ChatOutput):
@@ -124,8 +93,7 @@ class WhatsAppChannel(ProviderChannel):
         return "whatsapp"
 
     def __init__(self, settings: Settings) -> None:
-        self.public_webhook_url = settings.public_url + WHATSAPP_WEBHOOK_PATH
-        self.validator = RequestValidator(settings.twilio_auth_token)
+        self.signature = WebhookSignature(settings.twilio_auth_token, settings.public_url + WHATSAPP_WEBHOOK_PATH)
         self.sender = WhatsAppSender(settings)
         self.output = WhatsAppOutput(self.sender)
         self.inbound = InboundPath(self.name(), self.output)
@@ -138,7 +106,7 @@ class WhatsAppChannel(ProviderChannel):
         async def receive(request: Request) -> HTTPResponse:
             received_at = time.time()
             form = twilio_form(request)
-            if not self._signed(request, form):
+            if not self.signature.is_valid(request.query_string, form, request.headers.get("X-Twilio-Signature")):
                 logger.warning("whatsapp: request without a valid Twilio signature rejected")
                 return response.text("invalid signature", status=403)
             sender, message_sid = form.get("From") or "", form.get("MessageSid") or ""
@@ -148,14 +116,6 @@ class WhatsAppChannel(ProviderChannel):
             return response.text(EMPTY_TWIML, content_type="text/xml")
 
         return webhook
-
-    def _signed(self, request: Request, form: RequestParameters) -> bool:
-        """Twilio signs the URL it called (ours as seen from outside, behind any proxy) and the form."""
-        signature = request.headers.get("X-Twilio-Signature")
-        if not signature:
-            return False
-        url = self.public_webhook_url + (f"?{request.query_string}" if request.query_string else "")
-        return self.validator.validate(url, form, signature)
 
     async def _handle(
         self, on_new_message: OnNewMessage, agent: Agent, form: Mapping[str, Any], received_at: float
