@@ -32,10 +32,12 @@ test: setup-dev validate lint browser
 test-unit: setup-dev
 	$(PY) -m pytest -m "not model"
 
-# The style gate: ruff's formatter and linter (pyproject.toml), over every Python file.
+# The style and type gate (pyproject.toml): ruff's formatter and linter over every Python file,
+# and mypy on bot/.
 lint: setup-dev
 	$(PY) -m ruff format --check $(CODE)
 	$(PY) -m ruff check $(CODE)
+	$(PY) -m mypy
 
 format: setup-dev
 	$(PY) -m ruff format $(CODE)

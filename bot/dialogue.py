@@ -147,7 +147,7 @@ class Responder:
             return self._reply(self._menu(self.kb.main_entry("out_of_scope")), slots, prompt="menu")
         if intent == "inform":
             return self._inform(turn, country, slots) or self._fallback(turn, ranked)
-        entry = self.kb.main_entry(intent)
+        entry = self.kb.find_main_entry(intent)
         if intent == FALLBACK_INTENT or entry is None:
             return self._fallback(turn, ranked)
         return self._answer(entry, turn, slots)
@@ -203,7 +203,7 @@ class Responder:
         if not ranked:
             return None
         best = ranked[0]
-        topic = turn.slots.get("topic")
+        topic: str | None = turn.slots.get("topic")
         aspects = asked_aspects(turn.text)
         if (
             topic in self.ranker.topics
@@ -288,7 +288,7 @@ class Responder:
         """Say honestly that this detail is not in the knowledge base, who has it, and offer an advisor."""
         prompt = self.kb.entry("followup.no_detail")
         aspect = next(a for a in ASPECT_ORDER if a in aspects)
-        main = self.kb.main_entry(subject.topic) if subject.topic else None
+        main = self.kb.find_main_entry(subject.topic) if subject.topic else None
         contact = subject.contact or (main.contact if main else None) or DEFAULT_CONTACT
         values = {"aspect": self.kb.aspect_names.get(aspect, aspect), "subject": subject.title, "contact": contact}
         buttons = tuple((b.title, self._button_payload(b)) for b in prompt.buttons)

@@ -128,7 +128,15 @@ class KnowledgeBase:
     def entry(self, entry_id: str) -> Entry:
         return self.entries[entry_id]
 
-    def main_entry(self, intent: str) -> Entry | None:
+    def main_entry(self, intent: str) -> Entry:
+        """The entry that answers `intent`: every intent but `inform` has one (checked on load)."""
+        entry = self.find_main_entry(intent)
+        if entry is None:
+            raise KeyError(f"no main entry answers intent '{intent}'")
+        return entry
+
+    def find_main_entry(self, intent: str) -> Entry | None:
+        """The entry that answers `intent`, or None for an intent nothing answers (`inform`, `nlu_fallback`)."""
         return next((e for e in self.entries.values() if e.intent == intent), None)
 
     def title(self, intent: str) -> str:

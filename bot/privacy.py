@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from collections.abc import Callable
+from typing import Any
 
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
 # Phone numbers, DNI (8 digits), passports and carnés (letters + digits): any run of 6+ digits,
@@ -30,14 +32,21 @@ def install_log_redaction() -> None:
     previous = logging.getLogRecordFactory()
     if getattr(previous, "redacting", False):
         return
+    logging.setLogRecordFactory(_RedactingFactory(previous))
 
-    def factory(*args, **kwargs) -> logging.LogRecord:
-        record = previous(*args, **kwargs)
+
+class _RedactingFactory:
+    """A log record factory that redacts what `previous` creates; `redacting` marks it as installed."""
+
+    redacting = True
+
+    def __init__(self, previous: Callable[..., logging.LogRecord]) -> None:
+        self._previous = previous
+
+    def __call__(self, *args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = self._previous(*args, **kwargs)
         try:
             record.msg, record.args = redact(record.getMessage()), None
         except Exception:  # a malformed record is left for logging itself to report
             pass
         return record
-
-    factory.redacting = True
-    logging.setLogRecordFactory(factory)

@@ -116,7 +116,7 @@ class EntryRanker:
             for e in kb.entries.values()
             if e.topic and e.topic not in CONVERSATIONAL_INTENTS and (e.questions or e.intent)
         )
-        self.topics = frozenset(e.topic for e in self.entries)
+        self.topics = frozenset(e.topic for e in self.entries if e.topic)
         self.countries = kb.countries
         questions, question_owner, bodies = [], [], []
         for index, entry in enumerate(self.entries):

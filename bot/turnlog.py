@@ -48,7 +48,7 @@ def summarise_last_turn(
     user = events[last_user]
     intent = (user.get("parse_data") or {}).get("intent") or {}
     actions = tuple(
-        e.get("name")
+        e["name"]
         for e in events[last_user + 1 :]
         if e.get("event") == "action" and e.get("name") not in IGNORED_ACTIONS
     )
