@@ -239,8 +239,8 @@ class HandoffStore:
                 )
             )
 
-    def login(self, username: str, password: str) -> str | None:
-        """A new session token for valid credentials, else None."""
+    def login(self, username: str, password: str) -> tuple[str, Advisor] | None:
+        """A new session token for valid credentials, and whose it is; else None."""
         with self._session() as s:
             advisor = s.query(AdvisorAccount).filter_by(username=username).first()
             if advisor is None:
@@ -253,7 +253,7 @@ class HandoffStore:
             token, now = secrets.token_urlsafe(32), self._now()
             s.add(Session(token_hash=_digest(token), advisor_id=advisor.id, expires_at=now + TOKEN_LIFETIME))
             s.query(Session).filter(Session.expires_at < now).delete()
-            return token
+            return token, Advisor(advisor.id, advisor.display_name)
 
     def advisor_for_token(self, token: str) -> Advisor | None:
         with self._session() as s:

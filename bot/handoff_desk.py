@@ -47,6 +47,10 @@ class Delivery:
     def delivered(self) -> bool:
         return self.reachable and self.sent == self.total
 
+    def said(self, messages: tuple[Message, ...]) -> tuple[Message, ...]:
+        """What counts as said: what the channel took, or everything kept on a channel that cannot send."""
+        return messages[: self.sent] if self.reachable else messages
+
     def as_json(self) -> dict[str, Any]:
         return {"delivered": self.delivered, "sent": self.sent, "total": self.total, "reachable": self.reachable}
 
@@ -140,7 +144,7 @@ class HandoffDesk:
         self.store.stop_awaiting_rating(closed.id)
         return Decision(to_assistant=text)
 
-    def expire_unclaimed_now(self) -> list[tuple[HandoffView, tuple[Message, ...]]]:
+    def _expire_unclaimed(self) -> list[tuple[HandoffView, tuple[Message, ...]]]:
         """Live hand-offs nobody claimed in time become leave-a-message ones; returns who to tell."""
         cutoff = self.store.clock() - self.wait
         expired = []
@@ -151,7 +155,7 @@ class HandoffDesk:
 
     async def expire_unclaimed(self, outbox: Outbox) -> int:
         """Tell people whose hand-off nobody claimed in time that they can leave a message; how many."""
-        expired = await asyncio.to_thread(self.expire_unclaimed_now)
+        expired = await asyncio.to_thread(self._expire_unclaimed)
         for view, messages in expired:
             await self._send_and_record(outbox, view, messages, author="assistant")
         return len(expired)
@@ -160,13 +164,12 @@ class HandoffDesk:
 
     def sign_in(self, username: str, password: str) -> tuple[str, Advisor] | None:
         """A session token and who it is for, or None; every attempt is audited."""
-        token = self.store.login(username, password)
-        advisor = self.store.advisor_for_token(token) if token else None
-        if token is None or advisor is None:
+        signed_in = self.store.login(username, password)
+        if signed_in is None:
             self.store.audit(None, "login_failed", None, username[:64])
             return None
-        self.store.audit(advisor.id, "login")
-        return token, advisor
+        self.store.audit(signed_in[1].id, "login")
+        return signed_in
 
     def sign_in_refused(self, username: str) -> None:
         """Too many attempts: audited, not tried."""
@@ -190,8 +193,8 @@ class HandoffDesk:
         view = await asyncio.to_thread(self._claim, handoff_id, advisor)
         greeting = self._say("handoff.claimed", advisor=advisor.name)
         delivery = await self._send_and_record(outbox, view, greeting, author=f"advisor:{advisor.name}")
-        if delivery.sent or not delivery.reachable:
-            await asyncio.to_thread(self.store.add_message, handoff_id, "advisor", greeting[0][0], advisor.id)
+        for text, _ in delivery.said(greeting):
+            await asyncio.to_thread(self.store.add_message, handoff_id, "advisor", text, advisor.id)
         return view, delivery
 
     def _claim(self, handoff_id: int, advisor: Advisor) -> HandoffView:
@@ -212,7 +215,7 @@ class HandoffDesk:
                 "contáctela por teléfono o correo"
             )
         delivery = await self._send_and_record(outbox, view, ((text, ()),), author=f"advisor:{advisor.name}")
-        if delivery.sent or not delivery.reachable:
+        if delivery.said(((text, ()),)):
             await asyncio.to_thread(self._record_reply, handoff_id, advisor, text)
         return delivery
 
@@ -241,7 +244,7 @@ class HandoffDesk:
         outbox: Outbox, view: HandoffView, messages: tuple[Message, ...], author: str
     ) -> Delivery:
         delivery = await outbox.send(view, messages)
-        said = messages if not delivery.reachable else messages[: delivery.sent]
+        said = delivery.said(messages)
         if said:
             await outbox.record(view, said, author)
         return delivery
