@@ -55,6 +55,13 @@ def profile_of(tracker: Tracker) -> dict[str, Any]:
     }
 
 
+def client_of(tracker: Tracker) -> str | None:
+    """Who sent the message, where the channel tells (REST and the web chat: a pseudonym of the address)."""
+    message = tracker.get_last_event_for("user") or {}
+    client = (message.get("metadata") or {}).get("client")
+    return str(client) if client else None
+
+
 class ActionAnswer(Action):
     def name(self) -> str:
         return "action_answer"
@@ -79,6 +86,7 @@ class ActionAnswer(Action):
                 reason,
                 profile_of(tracker),
                 transcript_of(tracker),
+                client=client_of(tracker),
             )
             return list(next_steps)
         except Exception:  # the queue is down: never leave the person without a way to reach the SOM

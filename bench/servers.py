@@ -78,14 +78,16 @@ def output_to(log: Path) -> Iterator[None]:
 
 
 def assistant_settings(var_dir: Path) -> Settings:
-    """Embedded profile in a fresh var dir, on free ports, with always-open office hours."""
+    """Embedded profile in a fresh var dir, on free ports, with always-open office hours, and no web
+    flood limits: the load generator is one client speaking in many conversations at once."""
     var_dir.mkdir(parents=True)
     hours = var_dir / "office_hours.yml"
     hours.write_text(ALWAYS_OPEN_HOURS)
     env = {name: value for name, value in os.environ.items() if name not in PRODUCTION_VARIABLES}
     return Settings.from_env(
         {**env, "SOM_VAR_DIR": str(var_dir), "SOM_OFFICE_HOURS_FILE": str(hours),
-         "RASA_PORT": str(free_port()), "ACTION_PORT": str(free_port())}
+         "RASA_PORT": str(free_port()), "ACTION_PORT": str(free_port()),
+         "WEB_CONVERSATION_RATE": "0", "WEB_CLIENT_RATE": "0"}
     )  # fmt: skip
 
 

@@ -255,6 +255,19 @@ class HandoffStore:
             s.query(Session).filter(Session.expires_at < now).delete()
             return token, Advisor(advisor.id, advisor.display_name)
 
+    def end_session(self, token: str) -> bool:
+        """Sign out: the token stops working at once. False if it was not a live session."""
+        with self._session() as s:
+            return s.query(Session).filter(Session.token_hash == _digest(token)).delete() > 0
+
+    def end_sessions_of(self, username: str) -> int:
+        """Revoke every session of an advisor (a lost laptop, someone leaving); how many there were."""
+        with self._session() as s:
+            advisor = s.query(AdvisorAccount).filter_by(username=username).first()
+            if advisor is None:
+                raise NotFound(f"no existe el asesor '{username}'")
+            return s.query(Session).filter(Session.advisor_id == advisor.id).delete()
+
     def advisor_for_token(self, token: str) -> Advisor | None:
         with self._session() as s:
             row = (
@@ -475,19 +488,59 @@ class HandoffStore:
         with self._session() as s:
             self._record(s, handoff_id).awaiting_rating = False
 
-    def purge_older_than(self, cutoff: dt.datetime) -> int:
-        """Delete closed or cancelled hand-offs (and their messages) last touched before `cutoff` (aware)."""
+    # --- retention (Ley 29733) ----------------------------------------------------------
+
+    def purge_older_than(
+        self, cutoff: dt.datetime, conversation_active: Callable[[str], bool] = lambda conversation_id: False
+    ) -> tuple[int, int]:
+        """Delete the hand-offs last touched before `cutoff` (aware), with their messages and notes.
+
+        Last touched: opened, claimed, closed, or a message or note written, whichever came last.
+        Closed and cancelled hand-offs go; so do open ones (waiting or active) that were abandoned,
+        unless `conversation_active` says the person still talks to the assistant. Audit rows about
+        them are kept but unlinked. Returns (closed or cancelled, abandoned)."""
         cutoff = naive_utc(cutoff)
         with self._session() as s:
-            ids = [
-                i
-                for (i,) in s.query(Handoff.id).filter(
-                    Handoff.state.in_(("closed", "cancelled")), Handoff.created_at < cutoff
-                )
+            stale = s.query(Handoff.id, Handoff.conversation_id, Handoff.state).filter(_untouched_since(cutoff)).all()
+            finished = [i for i, _, state in stale if state not in OPEN_STATES]
+            abandoned = [
+                i for i, conversation, state in stale if state in OPEN_STATES and not conversation_active(conversation)
             ]
-            s.query(HandoffMessage).filter(HandoffMessage.handoff_id.in_(ids)).delete(synchronize_session=False)
-            s.query(Handoff).filter(Handoff.id.in_(ids)).delete(synchronize_session=False)
-            return len(ids)
+            ids = finished + abandoned
+            with overwriting_deletes(s.connection()):
+                for start in range(0, len(ids), CHUNK):
+                    chunk = ids[start : start + CHUNK]
+                    _unlink_audit(s, AuditEntry.handoff_id.in_(chunk), "purged")
+                    _erase(s, chunk)
+            return len(finished), len(abandoned)
+
+    def purge_audit_before(self, cutoff: dt.datetime) -> int:
+        """Delete audit entries written before `cutoff` (aware)."""
+        with self._session() as s:
+            return s.query(AuditEntry).filter(AuditEntry.at < naive_utc(cutoff)).delete(synchronize_session=False)
+
+    def purge_expired_sessions(self) -> int:
+        """Delete advisor sessions past their expiry (signing in deletes them too, but only then)."""
+        with self._session() as s:
+            return s.query(Session).filter(Session.expires_at < self._now()).delete(synchronize_session=False)
+
+    def personal_data(self, conversation_id: str) -> Erased:
+        """What this store keeps about one conversation: what `forget` erases."""
+        with self._session() as s:
+            ids = _handoffs_of(s, conversation_id)
+            authors = [a for (a,) in s.query(HandoffMessage.author).filter(HandoffMessage.handoff_id.in_(ids))]
+            audit = s.query(sa.func.count(AuditEntry.id)).filter(_naming(conversation_id, ids)).scalar()
+            return Erased(len(ids), sum(a != "note" for a in authors), authors.count("note"), audit)
+
+    def forget(self, conversation_id: str) -> Erased:
+        """Erase one person's hand-offs, their messages and the advisors' notes on them. The audit
+        rows that name them keep who did what and when, but no longer about which case."""
+        with self._session() as s:
+            ids = _handoffs_of(s, conversation_id)
+            with overwriting_deletes(s.connection()):
+                audit = _unlink_audit(s, _naming(conversation_id, ids), "erased")
+                handoffs, messages, notes = _erase(s, ids)
+            return Erased(handoffs, messages, notes, audit)
 
     # --- helpers ------------------------------------------------------------------------
 
@@ -534,6 +587,71 @@ class HandoffStore:
             closed_at=record.closed_at,
             last_person_message_at=record.last_person_message_at,
         )
+
+
+CHUNK = 500  # ids per IN (...): SQLite limits the parameters of one statement
+
+
+@dataclass(frozen=True)
+class Erased:
+    """What was (or would be) erased about a conversation: hand-offs, the messages in them (the
+    person's, the assistant's and the advisors'), the advisors' internal notes, and the audit rows
+    that named them (kept, but pseudonymised)."""
+
+    handoffs: int = 0
+    messages: int = 0
+    notes: int = 0
+    audit_entries: int = 0
+
+
+def _untouched_since(cutoff: dt.datetime) -> Any:
+    """Hand-offs with no activity at or after `cutoff` (naive UTC): not opened, claimed, closed nor
+    written to since."""
+    return sa.and_(
+        Handoff.created_at < cutoff,
+        Handoff.last_person_message_at < cutoff,
+        sa.or_(Handoff.claimed_at.is_(None), Handoff.claimed_at < cutoff),
+        sa.or_(Handoff.closed_at.is_(None), Handoff.closed_at < cutoff),
+        ~sa.exists().where(HandoffMessage.handoff_id == Handoff.id, HandoffMessage.created_at >= cutoff),
+    )
+
+
+def _handoffs_of(s: Any, conversation_id: str) -> list[int]:
+    return [i for (i,) in s.query(Handoff.id).filter(Handoff.conversation_id == conversation_id)]
+
+
+def _naming(conversation_id: str, handoff_ids: list[int]) -> Any:
+    """Audit rows about these hand-offs, or whose detail quotes the conversation id."""
+    return sa.or_(AuditEntry.handoff_id.in_(handoff_ids), AuditEntry.detail.contains(conversation_id, autoescape=True))
+
+
+def _unlink_audit(s: Any, condition: Any, why: str) -> int:
+    """Keep these audit rows (who did what, when) without the case they were about; `why` says so."""
+    return s.query(AuditEntry).filter(condition).update({"handoff_id": None, "detail": why}, synchronize_session=False)
+
+
+def _erase(s: Any, ids: list[int]) -> tuple[int, int, int]:
+    """Delete these hand-offs and their messages: how many hand-offs, messages (notes aside) and notes."""
+    of_these = HandoffMessage.handoff_id.in_(ids)
+    notes = s.query(HandoffMessage).filter(of_these, HandoffMessage.author == "note").delete(synchronize_session=False)
+    messages = s.query(HandoffMessage).filter(of_these).delete(synchronize_session=False)
+    handoffs = s.query(Handoff).filter(Handoff.id.in_(ids)).delete(synchronize_session=False)
+    return handoffs, messages, notes
+
+
+@contextmanager
+def overwriting_deletes(connection: Any) -> Iterator[None]:
+    """SQLite leaves deleted rows readable in the file's free pages unless `secure_delete` is on (as
+    Debian's build has it by default; others do not). On for these deletions, then as it was."""
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    before = connection.exec_driver_sql("PRAGMA secure_delete").scalar()
+    connection.exec_driver_sql("PRAGMA secure_delete = ON")
+    try:
+        yield
+    finally:
+        connection.exec_driver_sql(f"PRAGMA secure_delete = {int(before)}")
 
 
 def _digest(token: str) -> str:

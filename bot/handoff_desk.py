@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from bot.handoff import Advisor, Conflict, HandoffStore, HandoffView, TranscriptLine, naive_utc
 from bot.knowledge import LiveKnowledgeBase
 from bot.office_hours import OfficeHours
+from bot.ratelimit import RateLimiter
 from bot.text import fill, plain
 
 LEAVE_WORDS = frozenset({"cancelar", "cancela", "cancel", "menu", "salir", "show menu"})  # plain text; "/show_menu" too
@@ -73,11 +74,21 @@ class OutsideReplyWindow(Conflict):
 
 
 class HandoffDesk:
-    def __init__(self, store: HandoffStore, kb: LiveKnowledgeBase, hours: OfficeHours, wait_minutes: float) -> None:
+    def __init__(
+        self,
+        store: HandoffStore,
+        kb: LiveKnowledgeBase,
+        hours: OfficeHours,
+        wait_minutes: float,
+        handoffs_per_client_hour: int = 5,
+    ) -> None:
         self.store = store  # its clock is the desk's: one source of time for records and office hours
         self.kb = kb
         self.hours = hours
         self.wait = dt.timedelta(minutes=wait_minutes)
+        # One web client (an address) can open any number of conversations: this caps what it can
+        # put in the advisors' queue. Kept by this process (the action server), enough for one.
+        self.per_client = RateLimiter(handoffs_per_client_hour, 3600.0)
 
     def _say(self, entry_id: str, **values: Any) -> tuple[Message, ...]:
         entry = self.kb.current().entry(entry_id)
@@ -94,11 +105,17 @@ class HandoffDesk:
         reason: str,
         profile: dict[str, Any],
         transcript: list[tuple[str, str]],
-    ) -> tuple[HandoffView, tuple[Message, ...]]:
-        """Open (or find) the hand-off and say what happens next."""
+        client: str | None = None,
+    ) -> tuple[HandoffView | None, tuple[Message, ...]]:
+        """Open (or find) the hand-off and say what happens next. `client` names who sent the
+        request when one sender can speak as many conversations (the web); past their hourly
+        share of hand-offs, none is opened."""
         existing = self.store.open_for(conversation_id)
         if existing is not None:
             return existing, self._next_steps(existing, repeated=True)
+        if client is not None and not self.per_client.allow(client, self.store.clock().timestamp()):
+            self.store.audit(None, "handoff_refused", None, f"too many from client {client[:16]}")
+            return None, self._say("handoff.too_many")
         live = self.hours.is_open(self.store.clock())
         told_before = not live and self.store.offered_message_before(conversation_id)
         view = self.store.open(
@@ -116,11 +133,16 @@ class HandoffDesk:
             return self._say("handoff.queued_priority")
         return self._say("handoff.queued", position=self.store.position(view.id) or 1)
 
-    def on_person_message(self, conversation_id: str, text: str) -> Decision:
-        """Route one inbound message: to the assistant, or into the hand-off."""
+    def on_person_message(self, conversation_id: str, text: str, channel: str) -> Decision:
+        """Route one inbound message: to the assistant, or into the hand-off.
+
+        A hand-off takes messages only from the channel it was opened on: the same id arriving on
+        another channel is not the same person, and goes to the assistant."""
         if not self.store.involves(conversation_id):
             return Decision(to_assistant=text)
         view = self.store.open_for(conversation_id)
+        if view is not None and view.channel != channel:
+            return Decision(to_assistant=text)
         if view is None:
             return self._after_handoff(conversation_id, text)
         if view.state == "waiting" and plain(text) in LEAVE_WORDS:
@@ -174,6 +196,16 @@ class HandoffDesk:
     def sign_in_refused(self, username: str) -> None:
         """Too many attempts: audited, not tried."""
         self.store.audit(None, "login_throttled", None, username[:64])
+
+    def sign_out(self, token: str, advisor: Advisor) -> None:
+        if self.store.end_session(token):
+            self.store.audit(advisor.id, "logout")
+
+    def revoke(self, username: str) -> int:
+        """End every session of an advisor; audited with how many ended."""
+        ended = self.store.end_sessions_of(username)
+        self.store.audit(None, "sessions_revoked", None, f"{username[:64]}: {ended}")
+        return ended
 
     def advisor_for(self, token: str) -> Advisor | None:
         return self.store.advisor_for_token(token)

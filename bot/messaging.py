@@ -222,6 +222,23 @@ class FloodLimiter:
         return Flood.WARN
 
 
+class WebFloodLimiter:
+    """The flood limit for the web (REST, web chat), where one client can open any number of
+    conversations: per conversation as on WhatsApp, and per client address over all of them."""
+
+    def __init__(self, per_conversation: int, per_client: int, window: float = 60.0) -> None:
+        """Limits of 0 turn that limit off."""
+        self._conversations = FloodLimiter(per_conversation, window) if per_conversation else None
+        self._clients = FloodLimiter(per_client, window) if per_client else None
+
+    def check(self, client: str, conversation: str, now: float | None = None) -> Flood:
+        for limiter, key in ((self._clients, client), (self._conversations, conversation)):
+            verdict = limiter.check(key, now) if limiter is not None else Flood.ALLOW
+            if verdict is not Flood.ALLOW:
+                return verdict
+        return Flood.ALLOW
+
+
 class CallbackData:
     """Telegram button data is at most 64 bytes: longer payloads travel as a short key."""
 

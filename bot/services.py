@@ -32,6 +32,7 @@ def handoff_desk() -> HandoffDesk:
         knowledge_base(),
         OfficeHours.load(current.office_hours_file),
         current.handoff_wait_minutes,
+        current.handoffs_per_client_hour,
     )
 
 

@@ -17,6 +17,7 @@ NLU_DIR = PROJECT_ROOT / "data" / "nlu"
 TRAINING_DATA_DIRS = ("data/nlu", "data/stories", "data/rules")
 WHATSAPP_WEBHOOK_PATH = "/webhooks/whatsapp/webhook"
 TELEGRAM_WEBHOOK_PATH = "/webhooks/telegram/webhook"
+MIN_SECRET = 16  # characters of any webhook secret or token: shorter ones can be guessed or forged
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,25 @@ class Settings:
     telegram_bot_token: str = field(default="", repr=False)
     telegram_webhook_secret: str = field(default="", repr=False)
     telegram_api_base_url: str = "https://api.telegram.org"
+    rest_token: str = field(default="", repr=False)  # REST then needs `Authorization: Bearer <token>`
+    trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")  # whose X-Forwarded-For is believed
+    handoffs_per_client_hour: int = 5  # hand-offs one web client (address) may open in an hour
+    # Flood limits of REST and the web chat, messages per minute (0: no limit, for load tests).
+    web_conversation_rate: int = 10
+    web_client_rate: int = 30
+    retention_days: float = 180.0  # Ley 29733: older data is purged daily (0: no scheduled purge)
+    log_pseudonym_key: str = field(default="", repr=False)  # HMAC key of log pseudonyms; else one in var/
+    # The action server: its interface, and the secret the Rasa server must send it (see
+    # extensions/action_server.py). Without ACTION_TOKEN, `python -m bot run` makes one per start.
+    action_host: str = "127.0.0.1"
+    action_token: str = field(default="", repr=False)
+    # nginx in front (deploy/nginx-som.conf.template): who may open /advisor/ (empty: anyone), whose
+    # X-Forwarded-For nginx believes (load balancers in front of it), and its TLS certificate (empty:
+    # a self-signed one in var/ for the local cluster).
+    advisor_allowed_networks: tuple[str, ...] = ()
+    nginx_real_ip_from: tuple[str, ...] = ()
+    tls_certificate: str = ""
+    tls_certificate_key: str = ""
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -71,8 +91,26 @@ class Settings:
             telegram_bot_token=env.get("TELEGRAM_BOT_TOKEN", ""),
             telegram_webhook_secret=env.get("TELEGRAM_WEBHOOK_SECRET", ""),
             telegram_api_base_url=(env.get("TELEGRAM_API_BASE_URL") or cls.telegram_api_base_url).rstrip("/"),
+            rest_token=env.get("REST_TOKEN", ""),
+            trusted_proxies=tuple(env.get("TRUSTED_PROXIES", "127.0.0.1 ::1").replace(",", " ").split()),
+            handoffs_per_client_hour=int(env.get("HANDOFFS_PER_CLIENT_HOUR", 5)),
+            web_conversation_rate=int(env.get("WEB_CONVERSATION_RATE", 10)),
+            web_client_rate=int(env.get("WEB_CLIENT_RATE", 30)),
+            retention_days=float(env.get("RETENTION_DAYS") or 180),
+            log_pseudonym_key=env.get("LOG_PSEUDONYM_KEY", ""),
+            action_host=env.get("ACTION_HOST") or "127.0.0.1",
+            action_token=env.get("ACTION_TOKEN", ""),
+            advisor_allowed_networks=tuple(env.get("ADVISOR_ALLOWED_NETWORKS", "").replace(",", " ").split()),
+            nginx_real_ip_from=tuple(env.get("NGINX_REAL_IP_FROM", "").replace(",", " ").split()),
+            tls_certificate=env.get("TLS_CERTIFICATE", ""),
+            tls_certificate_key=env.get("TLS_CERTIFICATE_KEY", ""),
             env=env,
         )
+
+    @property
+    def production(self) -> bool:
+        """The production profile: a shared database (DATABASE_URL) rather than the embedded SQLite."""
+        return bool(self.database_url)
 
     @property
     def action_url(self) -> str:

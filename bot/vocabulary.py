@@ -25,10 +25,19 @@ CLOSE_ENOUGH = 0.75  # "trabajr" → "trabajar", "italya" → "italia", "jubilas
 ANNOTATION = re.compile(r"\]\{[^}]*\}|\]\([^)]*\)")  # entity annotations in NLU examples
 
 
+WORDS_COMPARED = 8  # a message whose first eight unknown words are all far from known ones is not read
+# difflib's ratio is 2·matches / (len(a) + len(b)): at CLOSE_ENOUGH, the shorter word is at least
+# this share of the longer one, so only known words of about the same length can be close.
+LENGTH_SHARE = CLOSE_ENOUGH / (2 - CLOSE_ENOUGH)
+
+
 class Vocabulary:
     def __init__(self, words: Iterable[str]) -> None:
         self.words = frozenset(words)
-        # Each unknown word is compared with the whole vocabulary once; people repeat their words.
+        self._by_length: dict[int, list[str]] = {}
+        for word in sorted(self.words):
+            self._by_length.setdefault(len(word), []).append(word)
+        # Each unknown word is compared with the known words once; people repeat their words.
         self._is_close_to_known = functools.lru_cache(maxsize=FUZZY_MATCHES_KEPT)(self._compare_with_known)
 
     @classmethod
@@ -44,13 +53,16 @@ class Vocabulary:
         """True when the message has words and none of them is known or close to a known one."""
         if text.startswith("/"):  # a button payload, not typed text
             return False
-        words = set(WORD.findall(fold(text)))
-        if not words or words & self.words:
+        words = list(dict.fromkeys(WORD.findall(fold(text))))
+        if not words or not self.words.isdisjoint(words):
             return False
-        return not any(self._is_close_to_known(word) for word in words)
+        # Bounded work whatever the length of the message: a few words, each against its length band.
+        return not any(self._is_close_to_known(word) for word in words[:WORDS_COMPARED])
 
     def _compare_with_known(self, word: str) -> bool:
-        return bool(difflib.get_close_matches(word, self.words, n=1, cutoff=CLOSE_ENOUGH))
+        shortest, longest = int(len(word) * LENGTH_SHARE), int(len(word) / LENGTH_SHARE) + 1
+        candidates = [known for size in range(shortest, longest + 1) for known in self._by_length.get(size, ())]
+        return bool(difflib.get_close_matches(word, candidates, n=1, cutoff=CLOSE_ENOUGH))
 
 
 class LiveVocabulary:

@@ -15,12 +15,13 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from rasa.core.channels.channel import InputChannel, OutputChannel, UserMessage
+from rasa.shared.core.events import BotUttered
 from sanic import Blueprint
 
 from bot.messaging import Flood, FloodLimiter, Option, as_free_text, cut_input
 from bot.privacy import hash_id
 from bot.services import knowledge_base
-from bot.settings import Settings
+from bot.settings import MIN_SECRET, Settings
 from channels import outbound
 from channels.delivery import OnNewMessage, deliver
 from channels.outbound import OutboundSender
@@ -36,10 +37,23 @@ MEDIA_ENTRY = "channels.media"
 MEDIA_PAYLOAD = f'/inform{{"entry": "{MEDIA_ENTRY}"}}'
 
 
+# Payloads any conversation may send unprompted: the widget's greeting, Telegram's /start and /menu.
+OPEN_PAYLOADS = frozenset({"/greet", "/show_menu"})
+OFFERS_REMEMBERED = 30  # a button of one of the assistant's last this-many messages still counts
+DRAIN_SECONDS = 10.0  # at shutdown, how long acknowledged messages may still take to be answered
+
+
 class DeliveryError(Exception):
     """A message could not be delivered; the provider did not accept it (or may not have).
 
     The channels' outbound senders raise it; Rasa's output (`ChatOutput`) logs it instead."""
+
+
+def require_secret(name: str, value: str) -> str:
+    """A channel never runs on an empty or weak secret: anyone could then forge its requests."""
+    if len(value) < MIN_SECRET:
+        raise ValueError(f"{name} must be set to a secret of at least {MIN_SECRET} characters")
+    return value
 
 
 def channel_text(entry_id: str) -> str:
@@ -62,6 +76,19 @@ async def with_retries(attempt: Callable[[], Awaitable[T]], retry_wait: Callable
             if wait is None or delay is None:
                 raise DeliveryError(f"{type(error).__name__}: {error}") from error
             await asyncio.sleep(min(max(delay, wait), MAX_RETRY_WAIT))
+
+
+async def was_offered(agent: Any, conversation_id: str, payload: str) -> bool:
+    """Whether `payload` is one the assistant itself offered this conversation (a button of one of
+    its recent messages). Button data comes from the client, so it can be forged: entities in a
+    payload ("/inform{...}") are trusted only when they are ours."""
+    if payload in OPEN_PAYLOADS:
+        return True
+    tracker = await agent.tracker_store.retrieve(conversation_id)
+    if tracker is None:
+        return False
+    said = [event for event in reversed(tracker.events) if isinstance(event, BotUttered)][:OFFERS_REMEMBERED]
+    return any(str(button.get("payload")) == payload for event in said for button in event.data.get("buttons") or ())
 
 
 class ChatOutput(OutputChannel):
@@ -120,6 +147,12 @@ class InboundPath:
         self._tails[conversation] = task
         task.add_done_callback(lambda done: self._finished(conversation, done))
 
+    async def drain(self, timeout: float) -> None:
+        """Let messages already acknowledged to the provider finish (each conversation's last task
+        waits for the earlier ones), for at most `timeout` seconds: the provider will not resend them."""
+        if tails := set(self._tails.values()):
+            await asyncio.wait(tails, timeout=timeout)
+
     def _finished(self, conversation: str, task: asyncio.Task) -> None:
         if self._tails.get(conversation) is task:
             del self._tails[conversation]
@@ -164,6 +197,7 @@ class ProviderChannel(InputChannel):
 
     sender: Any
     output: OutputChannel
+    inbound: InboundPath
 
     @classmethod
     def from_credentials(cls, credentials: dict[str, Any] | None) -> ProviderChannel:
@@ -175,6 +209,10 @@ class ProviderChannel(InputChannel):
     def webhook_blueprint(self) -> Blueprint:
         outbound.register(self.name(), self.sender)
         webhook = Blueprint(f"{self.name()}_channel", __name__)
+
+        @webhook.listener("before_server_stop")
+        async def finish(app: Any, loop: Any) -> None:
+            await self.inbound.drain(timeout=DRAIN_SECONDS)
 
         @webhook.listener("after_server_stop")
         async def close(app: Any, loop: Any) -> None:

@@ -11,6 +11,7 @@ import asyncio
 import datetime as dt
 import logging
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ from bot.handoff_desk import Delivery, Message
 from bot.ratelimit import RateLimiter
 from bot.services import handoff_desk, settings
 from channels import outbound
-from channels.requests import bearer_token, json_object
+from channels.requests import bearer_token, json_object, request_client
 
 logger = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "static" / "advisor"
@@ -43,6 +44,8 @@ STATES = ("waiting", "active", "closed")
 MAX_TEXT = 4000
 SWEEP_SECONDS = 15.0
 login_attempts = RateLimiter(limit=5, window_seconds=300)
+password_checks = ThreadPoolExecutor(max_workers=2, thread_name_prefix="password-check")
+MAX_USERNAME, MAX_PASSWORD = 64, 256
 STATUS_OF = {InvalidRequest: 400, NotYours: 403, NotFound: 404, Conflict: 409}
 
 
@@ -163,15 +166,27 @@ class AdvisorConsole(InputChannel):
             body = json_object(request)
             if body is None or not all(isinstance(body.get(k), str) for k in ("username", "password")):
                 return _error(400, "faltan 'username' y 'password'")
-            key = f"{request.remote_addr or request.ip}:{body['username']}"
+            if len(body["username"]) > MAX_USERNAME or len(body["password"]) > MAX_PASSWORD:
+                return _error(400, "usuario o contraseña demasiado largos")
+            # Per person and username: one address guessing cannot lock the advisor out for everyone.
+            key = f"{request_client(request, settings().trusted_proxies)}:{body['username']}"
             if not login_attempts.allow(key):
                 await run(desk.sign_in_refused, body["username"])
                 return _error(429, "demasiados intentos: espere unos minutos")
-            signed_in = await run(desk.sign_in, body["username"], body["password"])
+            # The password hash is slow on purpose: on its own threads, so messages never wait for it.
+            signed_in = await asyncio.get_running_loop().run_in_executor(
+                password_checks, desk.sign_in, body["username"], body["password"]
+            )
             if signed_in is None:
                 return _error(401, "usuario o contraseña incorrectos")
             token, advisor = signed_in
             return response.json({"token": token, "advisor": advisor.name})
+
+        @console.route("/api/logout", methods=["POST"])
+        @authenticated
+        async def logout(request: Request, advisor) -> HTTPResponse:
+            await run(desk.sign_out, bearer_token(request), advisor)
+            return response.json({"ok": True})
 
         @console.route("/api/handoffs", methods=["GET"])
         @authenticated

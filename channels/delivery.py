@@ -42,7 +42,9 @@ async def deliver(on_new_message: OnNewMessage, message: UserMessage) -> None:
     without an answer."""
     written = _as_written(message)
     try:
-        decision = await asyncio.to_thread(handoff_desk().on_person_message, message.sender_id, written)
+        decision = await asyncio.to_thread(
+            handoff_desk().on_person_message, message.sender_id, written, message.input_channel or ""
+        )
     except Exception:  # the hand-off store is unreachable: the assistant still answers
         logger.exception("hand-off check failed; passing the message to the assistant")
         decision = Decision(to_assistant=written)

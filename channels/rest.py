@@ -4,6 +4,12 @@ Replaces Rasa's RestInput handler to reject malformed requests with a clear 400,
 message with its arrival time for the turn log, and keep each answer in one message. REST answers
 requests only: it registers no outbound sender, so an advisor's reply to a REST conversation is kept
 but reported as not delivered.
+
+Anyone may choose a `sender`, so REST conversations live in their own namespace: "+51987…" or
+"whatsapp:+51987…" become "rest:+51987…" and "rest:whatsapp:+51987…", never another channel's
+conversation. With REST_TOKEN set, requests need `Authorization: Bearer <REST_TOKEN>`; the
+production profile does not load the channel without it (see credentials.yml). The web flood
+limits and the input cut apply as on every channel.
 """
 
 from __future__ import annotations
@@ -17,10 +23,20 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
+from bot.messaging import Flood, WebFloodLimiter, cut_input
+from bot.privacy import hash_id
+from bot.services import settings
+from channels._common import channel_text
 from channels.delivery import deliver
-from channels.requests import json_object
+from channels.requests import bearer_token, json_object, request_client, same_secret
 
 MAX_SENDER_CHARS = 128
+NAMESPACE = "rest:"
+
+
+def conversation_id(sender: str) -> str:
+    """REST's own namespace: a REST client can never speak in another channel's conversation."""
+    return sender if sender.startswith(NAMESPACE) else NAMESPACE + sender
 
 
 class WholeMessageCollector(CollectingOutputChannel):
@@ -48,6 +64,12 @@ class RestChannel(InputChannel):
     def name(cls) -> str:
         return "rest"
 
+    def __init__(self) -> None:
+        current = settings()
+        self.token = current.rest_token
+        self.trusted_proxies = current.trusted_proxies
+        self.flood = WebFloodLimiter(current.web_conversation_rate, current.web_client_rate)
+
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         webhook = Blueprint("rest_channel", __name__)
 
@@ -58,14 +80,24 @@ class RestChannel(InputChannel):
         @webhook.route("/webhook", methods=["POST"])
         async def receive(request: Request) -> HTTPResponse:
             received_at = time.time()
+            if self.token and not same_secret(bearer_token(request), self.token):
+                return response.json({"error": "a valid 'Authorization: Bearer <token>' is required"}, status=401)
             parsed = parse_rest_request(request)
             if isinstance(parsed, str):
                 return response.json({"error": parsed}, status=400)
-            sender, text = parsed
+            sender, text = conversation_id(parsed[0]), parsed[1]
+            client = request_client(request, self.trusted_proxies)
+            if self.flood.check(client, sender) is not Flood.ALLOW:
+                return response.json(
+                    {"error": channel_text("channels.flood")}, status=429, headers={"Retry-After": "60"}
+                )
             collector = WholeMessageCollector()
+            text, was_cut = cut_input(text)
+            if was_cut:
+                await collector.send_text_message(sender, channel_text("channels.too_long"))
+            metadata = {"received_at": received_at, "client": hash_id(client)}
             await deliver(
-                on_new_message,
-                UserMessage(text, collector, sender, input_channel=self.name(), metadata={"received_at": received_at}),
+                on_new_message, UserMessage(text, collector, sender, input_channel=self.name(), metadata=metadata)
             )
             return response.json(collector.messages)
 

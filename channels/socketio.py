@@ -8,6 +8,8 @@ What changes from `rasa.core.channels.socketio.SocketIOInput`, and why:
 - advisor replies reach the widget: an outbound sender emits to the conversation's room, and
   with REDIS_URL emits travel through Redis to widgets connected to other Rasa processes;
 - only the server's own origin and WEBCHAT_ALLOWED_ORIGINS may connect;
+- with JWT on, a token with a subject (`sub`) opens that subject's conversation only, and the
+  history of no other: the session id alone is then no longer the credential;
 - `GET /webhooks/socketio/history/<conversation id>` gives a reloaded widget its conversation.
 
 The client's `metadata` is ignored: the tracker is shared with advisors, so what the widget can
@@ -17,6 +19,7 @@ put there is limited to the title of the button it pressed.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 import time
 import uuid
@@ -31,11 +34,13 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
-from bot.messaging import ExpiringMap, cut_input
+from bot.messaging import ExpiringMap, Flood, WebFloodLimiter, as_free_text, cut_input
+from bot.privacy import hash_id
 from bot.services import handoff_desk, settings
 from channels import outbound
+from channels._common import channel_text, was_offered
 from channels.delivery import deliver
-from channels.requests import bearer_token
+from channels.requests import bearer_token, request_client
 
 SESSION_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 SHOWN_TEXT = "shown_text"  # user-message metadata: what the person saw as their own message
@@ -47,6 +52,12 @@ MAX_HISTORY = 300  # messages a reloaded widget shows
 def is_session_id(value: Any) -> bool:
     """A UUIDv4 in canonical lower-case form, as `crypto.randomUUID()` and `uuid.uuid4()` write it."""
     return isinstance(value, str) and SESSION_ID.fullmatch(value) is not None
+
+
+def bound_session(subject: str) -> str:
+    """The conversation of a token's subject (`sub`): a token opens that conversation and no other."""
+    digest = hashlib.sha256(f"som-webchat:{subject}".encode()).digest()
+    return str(uuid.UUID(bytes=digest[:16], version=4))
 
 
 class Origins:
@@ -180,15 +191,23 @@ class WebChatSocketIO(SocketIOInput):
         self.origins = Origins(current.webchat_allowed_origins)
         self.manager = client_manager(current.redis_url, current.redis_key_prefix)
         self.answered: ExpiringMap[str, dict[str, Any]] = ExpiringMap(ttl=3600.0)
+        self.trusted_proxies = current.trusted_proxies
+        self.flood = WebFloodLimiter(current.web_conversation_rate, current.web_client_rate)
 
     def get_output_channel(self) -> WebChatOutput | None:
         """For Rasa's external events (`/conversations/<id>/trigger_intent?output_channel=socketio`)."""
         return WebChatOutput(self.sio, self.bot_message_evt) if self.sio is not None else None
 
     def authorised(self, token: Any) -> bool:
+        return self.claims(token) is not None
+
+    def claims(self, token: Any) -> dict[str, Any] | None:
+        """The token's claims when JWT is on ({} when it is off); None for a missing or invalid token."""
         if not self.jwt_key:
-            return True
-        return isinstance(token, str) and decode_bearer_token(token, self.jwt_key, self.jwt_algorithm) is not None
+            return {}
+        if not isinstance(token, str):
+            return None
+        return decode_bearer_token(token, self.jwt_key, self.jwt_algorithm)
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         sio = socketio.AsyncServer(
@@ -210,8 +229,11 @@ class WebChatSocketIO(SocketIOInput):
             headers = self._cors_headers(request)
             if request.method == "OPTIONS":
                 return response.empty(headers=headers)
-            if not self.authorised(bearer_token(request)):
+            claims = self.claims(bearer_token(request))
+            if claims is None:
                 return response.json({"error": "a valid token is required"}, status=401, headers=headers)
+            if claims.get("sub") and session_id != bound_session(str(claims["sub"])):
+                return response.json({"error": "this token is for another conversation"}, status=403, headers=headers)
             messages: list[dict[str, Any]] = []
             if is_session_id(session_id):
                 tracker = await request.app.ctx.agent.tracker_store.retrieve_full_tracker(session_id)
@@ -221,16 +243,27 @@ class WebChatSocketIO(SocketIOInput):
 
         @sio.on("connect", namespace=namespace)
         async def connect(sid: str, environ: dict, auth: dict | None) -> bool:
-            return self.authorised((auth or {}).get("token"))
+            claims = self.claims((auth or {}).get("token"))
+            if claims is None:
+                return False
+            request = environ.get("sanic.request")
+            client = request_client(request, self.trusted_proxies) if request is not None else sid
+            subject = str(claims["sub"]) if claims.get("sub") else None
+            await sio.save_session(sid, {"client": client, "subject": subject}, namespace=namespace)
+            return True
 
         @sio.on("session_request", namespace=namespace)
         async def session_request(sid: str, data: Any) -> None:
             requested = data.get("session_id") if isinstance(data, dict) else None
-            session_id = requested if is_session_id(requested) else str(uuid.uuid4())
-            previous = (await sio.get_session(sid, namespace=namespace)).get("session_id")
+            session = await sio.get_session(sid, namespace=namespace)
+            if session.get("subject"):  # a token for one person: their conversation, whatever was asked
+                session_id = bound_session(session["subject"])
+            else:
+                session_id = requested if is_session_id(requested) else str(uuid.uuid4())
+            previous = session.get("session_id")
             if previous and previous != session_id:
                 await sio.leave_room(sid, previous, namespace=namespace)
-            await sio.save_session(sid, {"session_id": session_id}, namespace=namespace)
+            await sio.save_session(sid, {**session, "session_id": session_id}, namespace=namespace)
             await sio.enter_room(sid, session_id, namespace=namespace)
             await sio.emit("session_confirm", session_id, room=sid, namespace=namespace)
 
@@ -238,7 +271,8 @@ class WebChatSocketIO(SocketIOInput):
         async def handle_message(sid: str, data: Any) -> dict[str, Any]:
             """Returns the acknowledgement: when the message arrived and whether the tracker keeps it."""
             received_at = time.time()
-            session_id = (await sio.get_session(sid, namespace=namespace)).get("session_id")
+            session = await sio.get_session(sid, namespace=namespace)
+            session_id = session.get("session_id")
             if session_id is None:
                 return {"error": "send session_request first"}
             if not isinstance(data, dict) or not isinstance(data.get("message"), str) or not data["message"].strip():
@@ -249,7 +283,16 @@ class WebChatSocketIO(SocketIOInput):
                 if (ack := self.answered.get(key)) is not None:
                     return ack  # sent again after a reconnection: handled (or being handled) already
                 self.answered.set(key, {"ts": received_at, "kept": True})
-            ack = await self._deliver(on_new_message, session_id, data, received_at)
+            verdict = self.flood.check(session.get("client", sid), session_id)
+            if verdict is not Flood.ALLOW:
+                if verdict is Flood.WARN:
+                    notice = WebChatOutput(sio, self.bot_message_evt, kept=False)
+                    await notice.send_text_message(session_id, channel_text("channels.flood"))
+                return {"error": "too many messages", "ts": received_at, "kept": False}
+            agent = sio.get_environ(sid, namespace=namespace)["sanic.request"].app.ctx.agent
+            ack = await self._deliver(
+                on_new_message, agent, session_id, data, received_at, client=hash_id(session.get("client", sid))
+            )
             if client_id:
                 self.answered.set(key, ack)
             return ack
@@ -257,15 +300,25 @@ class WebChatSocketIO(SocketIOInput):
         return webhook
 
     async def _deliver(
-        self, on_new_message: Callable[[UserMessage], Awaitable[Any]], session_id: str, data: dict, received_at: float
+        self,
+        on_new_message: Callable[[UserMessage], Awaitable[Any]],
+        agent: Any,
+        session_id: str,
+        data: dict,
+        received_at: float,
+        client: str,
     ) -> dict[str, Any]:
-        text, _ = cut_input(data["message"].strip())
+        text, was_cut = cut_input(data["message"].strip())
+        if text.startswith("/") and not await was_offered(agent, session_id, text):
+            text = as_free_text(text)  # a payload the assistant never offered is read as words
         title = data.get("title")
-        metadata: dict[str, Any] = {"received_at": received_at}
+        metadata: dict[str, Any] = {"received_at": received_at, "client": client}
         if isinstance(title, str) and title.strip():
             metadata[SHOWN_TEXT] = title.strip()[:MAX_TITLE_CHARS]
         # Hand-off notices sent before Rasa gets the message are not in the tracker: say so.
         output = WebChatOutput(self.sio, self.bot_message_evt, kept=False)
+        if was_cut:
+            await output.send_text_message(session_id, channel_text("channels.too_long"))
 
         async def to_rasa(message: UserMessage) -> None:
             output.kept = True

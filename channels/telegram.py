@@ -30,7 +30,15 @@ from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError, 
 
 from bot.messaging import TELEGRAM_MAX_CHARS, CallbackData, Option, RecentIds, split_message, telegram_html
 from bot.settings import Settings
-from channels._common import ChatOutput, Inbound, InboundPath, ProviderChannel, with_retries
+from channels._common import (
+    ChatOutput,
+    Inbound,
+    InboundPath,
+    ProviderChannel,
+    require_secret,
+    was_offered,
+    with_retries,
+)
 from channels.delivery import OnNewMessage
 from integrations.redis_keys import shared_keys
 from integrations.telegram import SECRET_HEADER, make_bot
@@ -38,7 +46,7 @@ from integrations.telegram import SECRET_HEADER, make_bot
 logger = logging.getLogger(__name__)
 PREFIX = "telegram:"
 COMMANDS = {"start": "/greet", "menu": "/show_menu"}
-EXPIRED_BUTTON_PAYLOAD = "/show_menu"  # a button whose long payload a restart forgot
+EXPIRED_BUTTON_PAYLOAD = "/show_menu"  # for a button we cannot vouch for
 FILE_KINDS = ("voice", "audio", "photo", "video", "video_note", "sticker", "document")
 
 
@@ -130,7 +138,7 @@ class TelegramChannel(ProviderChannel):
         return "telegram"
 
     def __init__(self, settings: Settings) -> None:
-        self.secret = settings.telegram_webhook_secret.encode("utf-8")
+        self.secret = require_secret("TELEGRAM_WEBHOOK_SECRET", settings.telegram_webhook_secret).encode("utf-8")
         self.sender = TelegramSender(settings)
         self.output = TelegramOutput(self.sender)
         self.inbound = InboundPath(self.name(), self.output)
@@ -152,17 +160,17 @@ class TelegramChannel(ProviderChannel):
                 return response.text("ok")
             chat = update.effective_chat
             if chat is not None and self.recent.first_time(str(update.update_id)):
-                work = partial(self._handle, on_new_message, update, received_at)
+                work = partial(self._handle, on_new_message, request.app.ctx.agent, update, received_at)
                 self.inbound.in_order(conversation_id(chat.id), work)
             return response.text("ok")
 
         return webhook
 
-    async def _handle(self, on_new_message: OnNewMessage, update: Update, received_at: float) -> None:
+    async def _handle(self, on_new_message: OnNewMessage, agent: Any, update: Update, received_at: float) -> None:
         bot = await self.sender.ready()
         sender = conversation_id(update.effective_chat.id)
         if update.callback_query:
-            inbound = await self._button_press(update, sender, received_at)
+            inbound = await self._button_press(agent, update, sender, received_at)
         else:
             message = update.message or update.edited_message
             if message is None or not addressed_to(message, bot):
@@ -170,13 +178,17 @@ class TelegramChannel(ProviderChannel):
             inbound = inbound_of(message, bot, sender, received_at)
         await self.inbound.handle(on_new_message, inbound)
 
-    async def _button_press(self, update: Update, sender: str, received_at: float) -> Inbound:
+    async def _button_press(self, agent: Any, update: Update, sender: str, received_at: float) -> Inbound:
+        """A button's payload; one the assistant never offered here (forged, or a key a restart
+        forgot) shows the menu."""
         query = update.callback_query
         try:
             await query.answer()  # stops the button's spinner
         except TelegramError as error:
             logger.warning("telegram: button press not acknowledged (%s)", error)
-        payload = self.sender.callback_data.payload(query.data or "") or EXPIRED_BUTTON_PAYLOAD
+        payload = self.sender.callback_data.payload(query.data or "")
+        if payload is None or not await was_offered(agent, sender, payload):
+            payload = EXPIRED_BUTTON_PAYLOAD
         return Inbound(sender, received_at, payload=payload)
 
 

@@ -27,7 +27,15 @@ from sanic.response import HTTPResponse
 
 from bot.messaging import WHATSAPP_MAX_CHARS, Option, RecentIds, match_option, numbered_options, split_message
 from bot.settings import WHATSAPP_WEBHOOK_PATH, Settings
-from channels._common import ChatOutput, Inbound, InboundPath, ProviderChannel, channel_text, with_retries
+from channels._common import (
+    ChatOutput,
+    Inbound,
+    InboundPath,
+    ProviderChannel,
+    channel_text,
+    require_secret,
+    with_retries,
+)
 from channels.delivery import OnNewMessage
 from integrations.redis_keys import shared_keys
 from integrations.twilio import EMPTY_TWIML, TwilioMessages, WebhookSignature, retry_wait
@@ -93,7 +101,8 @@ class WhatsAppChannel(ProviderChannel):
         return "whatsapp"
 
     def __init__(self, settings: Settings) -> None:
-        self.signature = WebhookSignature(settings.twilio_auth_token, settings.public_url + WHATSAPP_WEBHOOK_PATH)
+        token = require_secret("TWILIO_AUTH_TOKEN", settings.twilio_auth_token)
+        self.signature = WebhookSignature(token, settings.public_url + WHATSAPP_WEBHOOK_PATH)
         self.sender = WhatsAppSender(settings)
         self.output = WhatsAppOutput(self.sender)
         self.inbound = InboundPath(self.name(), self.output)

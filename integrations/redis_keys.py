@@ -6,16 +6,22 @@ that did not send it. Each process still keeps its own memory (`bot/messaging.py
 is the thin shared layer over it. Redis failing must never drop a message: every call then
 answers "unknown" (None), the process's own memory decides, and Redis is left alone for a while
 so that a dead Redis does not slow every message down.
+
+`ConversationKeys` is the other side: what Redis holds that names a conversation, which the daily
+purge and `python -m bot privacy forget` delete (bot/retention.py).
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import logging
 import math
 import time
 
 import redis
 
+from bot.retention import StoreUnavailable
 from bot.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -65,3 +71,78 @@ def shared_keys(settings: Settings, channel: str) -> SharedKeys | None:
 
 def _seconds(ttl: float) -> int:
     return max(1, math.ceil(ttl))
+
+
+class ConversationKeys:
+    """What Redis keeps that names a conversation, for the purge and for `privacy forget`.
+
+    Rasa's lock of each conversation (`<prefix>:lock:<conversation id>`, see extensions/lock_store.py)
+    has no expiry: a replica that dies mid-turn leaves it behind, named after the person (a phone
+    number on WhatsApp). The channels' keys (`<prefix>:<channel>:seen:<delivery id>`, `...:button:<hash>`)
+    name deliveries and buttons, not people, and expire by themselves (one hour, seven days). Errors
+    raise StoreUnavailable: unlike a message, an erasure must not silently skip Redis."""
+
+    def __init__(self, redis_url: str, prefix: str) -> None:
+        self._redis = redis.Redis.from_url(
+            redis_url, socket_timeout=REDIS_TIMEOUT_SECONDS * 4, socket_connect_timeout=REDIS_TIMEOUT_SECONDS * 4
+        )
+        self._prefix = prefix
+        # Rasa's RedisLockStore takes an alphanumeric prefix only, and falls back to "lock:" otherwise.
+        self._locks = f"{prefix}:lock:" if prefix.isalnum() else "lock:"
+
+    def count(self, conversation_id: str) -> int:
+        return len(self._naming(conversation_id))
+
+    def forget(self, conversation_id: str) -> int:
+        keys = self._naming(conversation_id)
+        return int(self._call(lambda: self._redis.delete(*keys))) if keys else 0
+
+    def purge_stale(self, now: dt.datetime) -> int:
+        """Delete conversation locks whose tickets have all expired (a replica died holding them),
+        unless a replica takes a ticket meanwhile (the same WATCH transaction as the lock store)."""
+        deadline = now.timestamp()
+        locks = self._call(lambda: list(self._redis.scan_iter(match=_glob_escape(self._locks) + "*", count=500)))
+        return sum(self._delete_if_expired(key, deadline) for key in locks)
+
+    def _delete_if_expired(self, key: bytes, deadline: float) -> int:
+        def transaction(pipe) -> int:
+            raw = pipe.get(key)
+            try:
+                tickets = json.loads(raw).get("tickets", []) if raw else []  # each a JSON text of its own
+                live = any(float(json.loads(ticket)["expires"]) >= deadline for ticket in tickets)
+            except (ValueError, KeyError, AttributeError, TypeError):  # not a lock Rasa wrote: leave it alone
+                return 0
+            if raw is None or live:
+                return 0
+            pipe.multi()
+            pipe.delete(key)
+            return 1
+
+        return self._call(lambda: self._redis.transaction(transaction, key, value_from_callable=True))
+
+    def _naming(self, conversation_id: str) -> list[bytes]:
+        """The conversation's lock, and any key of this deployment that contains its id."""
+        pattern = f"{_glob_escape(self._prefix)}:*{_glob_escape(conversation_id)}*"
+        found = set(self._call(lambda: list(self._redis.scan_iter(match=pattern, count=500))))
+        lock = (self._locks + conversation_id).encode("utf-8")
+        if self._call(lambda: self._redis.exists(lock)):
+            found.add(lock)
+        return sorted(found)
+
+    def _call(self, command):
+        try:
+            return command()
+        except redis.RedisError as error:
+            raise StoreUnavailable(f"Redis ({type(error).__name__}: {error})") from error
+
+
+def _glob_escape(text: str) -> str:
+    """Match `text` literally in a Redis SCAN pattern."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+def conversation_keys(settings: Settings) -> ConversationKeys | None:
+    """The conversation keys in Redis when Redis is configured (REDIS_URL), else None."""
+    if not settings.redis_url:
+        return None
+    return ConversationKeys(settings.redis_url, settings.redis_key_prefix)

@@ -18,15 +18,19 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+import sqlalchemy as sa
 from telegram.error import TelegramError
 
 from bot import evaluation, retention
 from bot.dialogue import Responder
 from bot.handoff import HandoffError
 from bot.knowledge import ContentError, KnowledgeBase, LiveKnowledgeBase
+from bot.privacy import hash_id
 from bot.services import handoff_desk
 from bot.settings import CONTENT_DIR, NLU_DIR, PROJECT_ROOT, TELEGRAM_WEBHOOK_PATH, Settings
+from bot.text import plain
 from bot.vocabulary import LiveVocabulary
+from integrations import redis_keys
 from integrations import telegram as telegram_api
 from ops import runner
 
@@ -152,6 +156,17 @@ def cmd_advisors_add(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_advisors_revoke(settings: Settings, args: argparse.Namespace) -> int:
+    """Sign an advisor out everywhere at once: every session token stops working."""
+    try:
+        ended = handoff_desk().revoke(args.username)
+    except HandoffError as error:
+        print(f"No se revocó: {error}", file=sys.stderr)
+        return 1
+    print(f"Sesiones de '{args.username}' cerradas: {ended}.")
+    return 0
+
+
 def _telegram_settings_missing(settings: Settings, *extra: str) -> bool:
     missing = settings.missing(["TELEGRAM_BOT_TOKEN", "TELEGRAM_WEBHOOK_SECRET", *extra])
     if missing:
@@ -234,9 +249,86 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_purge(settings: Settings, args: argparse.Namespace) -> int:
-    conversations, handoffs = retention.purge(settings, args.older_than)
-    print(f"Eliminadas {conversations} conversaciones y {handoffs} derivaciones de más de {args.older_than:g} días.")
-    return 0
+    """Delete what is past the retention period (the supervisor of `make run` also does it daily)."""
+    days = settings.retention_days if args.older_than is None else args.older_than
+    if args.older_than is None and days <= 0:
+        print("La purga está desactivada (RETENTION_DAYS=0): no se borró nada.")
+        return 0
+    if days < 0:
+        print("--older-than: indique 0 días o más.", file=sys.stderr)
+        return 2
+    try:
+        report = retention.purge(settings, days, now=args.now, keys=redis_keys.conversation_keys(settings))
+    except sa.exc.SQLAlchemyError as error:
+        print(f"No se pudo purgar: la base de datos no respondió ({type(error).__name__}).", file=sys.stderr)
+        return 1
+    print(
+        f"Purga de lo anterior a {days:g} días: {report.conversations} conversación(es), "
+        f"{report.handoffs} derivación(es) cerrada(s) y {report.abandoned_handoffs} abandonada(s), "
+        f"{report.audit_entries} registro(s) de auditoría, {report.sessions} sesión(es) de asesores vencida(s)"
+        + ("." if report.keys is None else f" y {report.keys} clave(s) en Redis.")
+    )
+    for problem in report.problems:
+        print(f"No se pudo purgar {problem}: vuelva a ejecutar la purga.", file=sys.stderr)
+    return 1 if report.problems else 0
+
+
+def cmd_privacy_forget(settings: Settings, args: argparse.Namespace) -> int:
+    """Erase one person's conversation from every store, after showing what there is (Ley 29733)."""
+    conversation, keys = args.conversation, redis_keys.conversation_keys(settings)
+    try:
+        found = retention.personal_data(settings, conversation, keys)
+        if found.empty and not found.problems:
+            print(f"No hay datos de la conversación «{conversation}»: revise el identificador (p. ej. "
+                  "whatsapp:+51987654321, telegram:123456789 o el del chat web). No se borró nada.")  # fmt: skip
+            return 0
+        print(f"Datos de la conversación «{conversation}»:")
+        _print_personal_data(found, erased=False)
+        if not args.yes and not _confirmed("¿Borrarlos de forma definitiva? Escriba «sí» para confirmar: "):
+            print("No se borró nada.")
+            return 1
+        erased = retention.forget(settings, conversation, keys, now=args.now)
+    except sa.exc.SQLAlchemyError as error:
+        print(f"No se pudo borrar: la base de datos no respondió ({type(error).__name__}).", file=sys.stderr)
+        return 1
+    print("Se borró:")
+    _print_personal_data(erased, erased=True)
+    print("El borrado quedó registrado en la auditoría (cuántos datos, sin el identificador de la persona).")
+    print(f"En los registros del servidor esta conversación figura como conversation={hash_id(conversation)} "
+          "(sin el texto de los mensajes).")  # fmt: skip
+    if settings.amqp_url:
+        print("Los eventos ya publicados en RabbitMQ (AMQP_URL) no se borran desde aquí: caducan según el TTL "
+              "de la cola (vea el README, «Registro y privacidad»).")  # fmt: skip
+    for problem in erased.problems:
+        print(f"No se pudo borrar en {problem}: vuelva a ejecutar el comando.", file=sys.stderr)
+    return 1 if erased.problems else 0
+
+
+def _print_personal_data(report: retention.ForgetReport, erased: bool) -> None:
+    h = report.handoffs
+    print(f"  - historial de la conversación (Rasa): {report.tracker_events} evento(s)")
+    print(f"  - derivaciones a asesores: {h.handoffs}, con {h.messages} mensaje(s) y {h.notes} nota(s) internas")
+    naming, kept = ("la nombraban", "se conservan") if erased else ("la nombran", "se conservarán")
+    print(f"  - auditoría: {h.audit_entries} registro(s) que {naming} ({kept}: quién hizo qué y cuándo, sin decir "
+          "de qué caso)")  # fmt: skip
+    if report.keys is not None:
+        print(f"  - Redis: {report.keys} clave(s)")
+    for problem in report.problems:
+        print(f"  - sin acceso a {problem}", file=sys.stderr)
+
+
+def _confirmed(question: str) -> bool:
+    try:
+        answer = input(question)
+    except EOFError:
+        return False
+    return plain(answer) in ("si", "s", "yes")
+
+
+def _moment(text: str) -> dt.datetime:
+    """An ISO date and time; without a zone, UTC."""
+    moment = dt.datetime.fromisoformat(text)
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
 
 
 def _interrupt(signum, frame) -> None:
@@ -329,13 +421,25 @@ def main(argv: list[str] | None = None) -> int:
     add.add_argument("username")
     add.add_argument("--name", help="nombre que verá la persona (por defecto, el usuario)")
     add.set_defaults(func=cmd_advisors_add)
+    revoke = advisors.add_parser("revoke", help="cierra todas las sesiones abiertas de un asesor")
+    revoke.add_argument("username")
+    revoke.set_defaults(func=cmd_advisors_revoke)
     commands.add_parser("cluster", help="dos réplicas y nginx (perfil de producción)").set_defaults(func=cmd_cluster)
     serve = commands.add_parser("serve", help="un solo servidor en primer plano (contenedores)")
     serve.add_argument("component", choices=("rasa", "actions"))
     serve.set_defaults(func=cmd_serve)
-    purge = commands.add_parser("purge", help="borra conversaciones pasado el plazo de conservación")
-    purge.add_argument("--older-than", type=float, required=True, metavar="DÍAS")
+    purge = commands.add_parser("purge", help="borra lo que pasó el plazo de conservación (RETENTION_DAYS)")
+    purge.add_argument("--older-than", type=float, metavar="DÍAS", help="otro plazo (por defecto, RETENTION_DAYS)")
+    purge.add_argument("--now", type=_moment, help=argparse.SUPPRESS)  # for tests
     purge.set_defaults(func=cmd_purge)
+    privacy = commands.add_parser("privacy", help="datos personales (Ley 29733)").add_subparsers(
+        dest="action", required=True
+    )
+    forget = privacy.add_parser("forget", help="borra de todos los almacenes los datos de una conversación")
+    forget.add_argument("conversation", help="identificador de la conversación, p. ej. whatsapp:+51987654321")
+    forget.add_argument("--yes", action="store_true", help="no pide confirmación")
+    forget.add_argument("--now", type=_moment, help=argparse.SUPPRESS)  # for tests
+    forget.set_defaults(func=cmd_privacy_forget)
     commands.add_parser("shell", help="conversa con el asistente en esta terminal").set_defaults(func=cmd_shell)
     telegram = commands.add_parser("telegram", help="canal de Telegram").add_subparsers(dest="action", required=True)
     telegram.add_parser("set-webhook", help="registra el webhook en Telegram").set_defaults(

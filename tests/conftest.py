@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import urllib.request
 import uuid
@@ -78,6 +79,9 @@ def assistant(tmp_path_factory, assistant_env, trained_model):
             "SOM_OFFICE_HOURS_FILE": str(always_open),
             "HANDOFF_WAIT_MINUTES": str(HANDOFF_WAIT_SECONDS / 60),
             "HANDOFF_SWEEP_SECONDS": "1",
+            # The browser tests are one client (127.0.0.1) speaking as many people in a few minutes.
+            "WEB_CLIENT_RATE": "120",
+            "HANDOFFS_PER_CLIENT_HOUR": "10",
             **assistant_env,
             "SOM_VAR_DIR": str(var_dir),
             "RASA_PORT": str(free_port()),
@@ -126,19 +130,22 @@ class Conversations:
         self.log_path = log_path
 
     def new(self) -> Conversation:
-        return Conversation(self.url, f"test-{uuid.uuid4()}")
+        return Conversation(self.url, f"rest:test-{uuid.uuid4()}")
 
 
 class Conversation:
+    """One person. Each comes from an address of their own behind the (trusted, loopback) proxy, as
+    people do in production: the flood limit per client address is not shared by the whole suite."""
+
     def __init__(self, url: str, sender: str) -> None:
         self.url = url
         self.sender = sender
+        self.address = ".".join(str(random.randint(1, 254)) for _ in range(4))
 
     def say(self, text: str) -> list[dict]:
         body = json.dumps({"sender": self.sender, "message": text}).encode()
-        request = urllib.request.Request(
-            f"{self.url}/webhooks/rest/webhook", body, {"Content-Type": "application/json"}
-        )
+        headers = {"Content-Type": "application/json", "X-Forwarded-For": self.address}
+        request = urllib.request.Request(f"{self.url}/webhooks/rest/webhook", body, headers)
         with urllib.request.urlopen(request, timeout=60) as response:
             return json.load(response)
 

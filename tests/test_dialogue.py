@@ -6,6 +6,7 @@ import pytest
 
 from bot.dialogue import NOT_UNDERSTOOD, REQUESTED, SENSITIVE, Responder, Turn, payload
 from bot.services import vocabulary
+from bot.vocabulary import WORDS_COMPARED, Vocabulary
 
 
 @pytest.fixture(scope="module")
@@ -159,3 +160,16 @@ def test_keyboard_mashing_is_not_understood_whatever_the_classifier_said(respond
 @pytest.mark.parametrize("typed", ["kiero trabajr en italya", "jubilasion", "ok", "/work_abroad", "2000"])
 def test_misspelt_short_or_button_messages_are_still_read(typed):
     assert not vocabulary().current().is_unreadable(typed)
+
+
+def test_the_unreadable_check_costs_the_same_for_a_long_message_as_for_a_short_one():
+    """Counted in comparisons, not timed: a 1,500-character mash compares as few words as a short one."""
+    known = vocabulary().current()
+    fresh = Vocabulary(known.words)
+    compared: list[str] = []
+    compare = fresh._compare_with_known
+    fresh._is_close_to_known = lambda word: compared.append(word) or compare(word)
+    mash = " ".join(f"qz{chr(97 + i % 26)}x{chr(97 + (i * 7) % 26)}w{i}" for i in range(300))[:1500]
+    assert fresh.is_unreadable(mash)
+    assert len(compared) == WORDS_COMPARED
+    assert not fresh.is_unreadable(mash + " trabajar")  # one known word anywhere is enough to read it

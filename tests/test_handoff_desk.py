@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from bot.handoff import Advisor, Conflict, HandoffStore, NotYours, TranscriptLine, missing_history
+from bot.handoff import Advisor, Conflict, HandoffStore, NotFound, NotYours, TranscriptLine, missing_history
 from bot.handoff_desk import Delivery, HandoffDesk, OutsideReplyWindow
 from bot.knowledge import LiveKnowledgeBase
 from bot.office_hours import OfficeHours
+from bot.ratelimit import RateLimiter
 from bot.settings import CONTENT_DIR
 
 LIMA = dt.timezone(dt.timedelta(hours=-5))
@@ -103,13 +104,21 @@ def test_asking_twice_keeps_one_record(desk):
 
 def test_waiting_person_is_not_answered_by_the_assistant_and_can_leave(desk):
     view, _ = open_handoff(desk)
-    decision = desk.on_person_message("c1", "sigo esperando, es urgente")
+    decision = desk.on_person_message("c1", "sigo esperando, es urgente", "rest")
     assert decision.to_assistant is None and decision.replies == ()
     assert desk.store.transcript(view.id)[-1].text == "sigo esperando, es urgente"
-    leave = desk.on_person_message("c1", "Menú")
+    leave = desk.on_person_message("c1", "Menú", "rest")
     assert leave.to_assistant == "/show_menu" and "salió de la fila" in leave.replies[0][0]
     assert desk.store.get(view.id).state == "cancelled"
-    assert desk.on_person_message("c1", "hola").to_assistant == "hola"
+    assert desk.on_person_message("c1", "hola", "rest").to_assistant == "hola"
+
+
+def test_a_handoff_takes_messages_only_from_the_channel_it_was_opened_on(desk):
+    view, _ = open_handoff(desk)  # opened on "rest"
+    forged = desk.on_person_message("c1", "cancelar", "whatsapp")
+    assert forged.to_assistant == "cancelar" and forged.replies == ()
+    assert desk.store.get(view.id).state == "waiting"
+    assert [line.text for line in desk.store.transcript(view.id)] == ["hola", "Hola"]
 
 
 def test_out_of_hours_takes_a_message_once_and_advisors_see_it_first(desk):
@@ -118,9 +127,9 @@ def test_out_of_hours_takes_a_message_once_and_advisors_see_it_first(desk):
     assert "de lunes a viernes, de 08:30 a 16:30" in said[0][0]
     _, again = open_handoff(desk, "night", now=TUESDAY_10PM)
     assert again[0][0] != said[0][0]  # the full notice is sent once per conversation
-    decision = desk.on_person_message("night", "Necesito ayuda con mi contrato, mi correo es x@y.pe")
+    decision = desk.on_person_message("night", "Necesito ayuda con mi contrato, mi correo es x@y.pe", "rest")
     assert "quedó registrado" in decision.replies[0][0]
-    assert desk.on_person_message("night", "menu").to_assistant == "menu"  # back with the assistant
+    assert desk.on_person_message("night", "menu", "rest").to_assistant == "menu"  # back with the assistant
     assert [h.id for h in desk.store.queue("waiting")] == [view.id, live.id]
     _, later = open_handoff(desk, "night", now=TUESDAY_10PM)
     assert later[0][0] == again[0][0]
@@ -135,7 +144,7 @@ def test_unclaimed_hand_off_times_out_once_and_offers_to_leave_a_message(desk):
     assert asyncio.run(desk.expire_unclaimed(channel)) == 1
     assert "ningún asesor" in channel.sent[0] and channel.recorded == [("assistant", channel.sent[0])]
     assert asyncio.run(desk.expire_unclaimed(channel)) == 0 and len(channel.sent) == 1
-    assert "quedó registrado" in desk.on_person_message("c1", "mi numero es 999").replies[0][0]
+    assert "quedó registrado" in desk.on_person_message("c1", "mi numero es 999", "rest").replies[0][0]
 
 
 def test_of_two_advisors_claiming_at_once_exactly_one_wins(desk):
@@ -167,7 +176,7 @@ def test_only_the_owner_replies_and_closing_asks_for_a_rating(desk):
     assert asyncio.run(desk.reply(view.id, ANA, "Hola, soy Ana", channel)).delivered
     _, farewell = asyncio.run(desk.close(view.id, ANA, channel))
     assert farewell.delivered and "del 1" in channel.sent[-1]
-    assert "Gracias por su calificación" in desk.on_person_message("c1", "5").replies[0][0]
+    assert "Gracias por su calificación" in desk.on_person_message("c1", "5", "rest").replies[0][0]
     assert desk.store.get(view.id).rating == 5
     assert [a[1] for a in desk.store.audit_log()] == ["claim", "reply", "close"]
     said = [("advisor:Ana", channel.sent[0]), ("advisor:Ana", "Hola, soy Ana")]
@@ -224,11 +233,11 @@ def test_the_check_on_every_message_follows_a_hand_off_through_its_life(desk):
     assert involves("c1")  # with an advisor
     asyncio.run(desk.close(view.id, ANA, ChannelStandIn()))
     assert involves("c1")  # a rating is awaited
-    desk.on_person_message("c1", "4")
+    desk.on_person_message("c1", "4", "rest")
     assert not involves("c1")
     open_handoff(desk, "night", now=TUESDAY_10PM)
     assert involves("night")
-    desk.on_person_message("night", "Necesito ayuda con mi contrato")
+    desk.on_person_message("night", "Necesito ayuda con mi contrato", "rest")
     assert not involves("night")  # the message is left: the assistant answers again
 
 
@@ -242,6 +251,23 @@ def test_passwords_are_hashed_and_tokens_identify_the_advisor(desk):
     assert [a[1] for a in desk.store.audit_log()] == ["login_failed", "login"]
 
 
+def test_signing_out_ends_one_session_and_revoking_ends_them_all(desk):
+    laptop, _ = desk.sign_in("ana", "una-clave-larga")
+    phone, _ = desk.sign_in("ana", "una-clave-larga")
+    luis, _ = desk.sign_in("luis", "otra-clave-larga")
+    desk.sign_out(laptop, ANA)
+    assert desk.advisor_for(laptop) is None and desk.advisor_for(phone) == ANA
+    laptop_again, _ = desk.sign_in("ana", "una-clave-larga")
+    assert desk.revoke("ana") == 2
+    assert desk.advisor_for(phone) is None and desk.advisor_for(laptop_again) is None
+    assert desk.advisor_for(luis) is not None  # other advisors stay signed in
+    assert ("logout" in [a[1] for a in desk.store.audit_log()]) and "sessions_revoked" in [
+        a[1] for a in desk.store.audit_log()
+    ]
+    with pytest.raises(NotFound):
+        desk.revoke("nadie")
+
+
 def test_the_history_a_record_lacks_is_the_session_before_its_overlap():
     def lines(*texts):
         return [TranscriptLine("person" if t.startswith("p:") else "assistant", t[2:], TUESDAY_10AM) for t in texts]
@@ -252,3 +278,18 @@ def test_the_history_a_record_lacks_is_the_session_before_its_overlap():
     assert missing_history(session, lines("p:hola", "a:Hola", "p:italia", "a:Para Italia…", "p:asesor")) == []
     assert missing_history(session, []) == session
     assert missing_history(session, lines("p:otra cosa")) == []  # no overlap: nothing is guessed
+
+
+def test_one_web_client_cannot_fill_the_queue_with_new_conversations(desk):
+    desk.per_client = RateLimiter(2, 3600.0)
+
+    def ask(conversation: str, client: str):
+        return desk.request(conversation, "rest", "sensitive", {}, [("person", "ayuda")], client=client)
+
+    assert ask("rest:a", "client-1")[0] is not None and ask("rest:b", "client-1")[0] is not None
+    refused, said = ask("rest:c", "client-1")
+    assert refused is None and "no puedo abrir otra" in said[0][0]
+    assert desk.store.open_for("rest:c") is None and len(desk.store.queue("waiting")) == 2
+    assert ask("rest:d", "client-2")[0] is not None  # other people are not affected
+    desk.store.clock.now += dt.timedelta(hours=1, minutes=1)
+    assert ask("rest:c", "client-1")[0] is not None  # an hour later the client may ask again

@@ -6,6 +6,7 @@ Each run gets its own database and Redis key prefix, and removes them afterwards
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import signal
@@ -64,15 +65,20 @@ def _consecutive_free_ports(count: int) -> int:
             return first
 
 
+REST_TOKEN = "rest-token-of-the-cluster-tests"  # the production profile loads REST only with one
+
+
 class Replica:
     def __init__(self, url: str) -> None:
         self.url = url
 
     def say(self, sender: str, text: str) -> list[dict]:
+        """As one person behind the proxy: each sender has an address of its own."""
         body = json.dumps({"sender": sender, "message": text}).encode()
-        request = urllib.request.Request(
-            f"{self.url}/webhooks/rest/webhook", body, {"Content-Type": "application/json"}
-        )
+        address = ".".join(str(b) for b in hashlib.sha256(sender.encode()).digest()[:4])
+        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {REST_TOKEN}",
+                   "X-Forwarded-For": address}  # fmt: skip
+        request = urllib.request.Request(f"{self.url}/webhooks/rest/webhook", body, headers)
         with urllib.request.urlopen(request, timeout=120) as response:
             return json.load(response)
 
@@ -102,6 +108,7 @@ def cluster(tmp_path_factory, twilio_standin):
             **({"AMQP_URL": AMQP_URL, "AMQP_QUEUE": prefix} if rabbitmq else {}),
             **twilio_standin.env(),
             "PUBLIC_URL": PUBLIC_URL,
+            "REST_TOKEN": REST_TOKEN,
             "RASA_PORT": str(_consecutive_free_ports(2)),
             "ACTION_PORT": str(free_port()),
         }
@@ -134,7 +141,7 @@ def _events(stack, sender: str) -> list[dict]:
 def test_two_replicas_serve_each_conversation_in_order_without_losing_anything(cluster):
     replicas = [Replica(url) for url in cluster.rasa_urls]
     turns = ["hola", "quiero trabajar en españa", "y en chile?", "muchas gracias"]
-    senders = [f"cluster-{i}-{uuid.uuid4().hex[:6]}" for i in range(50)]
+    senders = [f"rest:cluster-{i}-{uuid.uuid4().hex[:6]}" for i in range(50)]
 
     def converse(sender: str) -> list[int]:
         answered = []
@@ -173,7 +180,7 @@ def test_a_whatsapp_message_twilio_delivers_to_both_replicas_is_answered_once(cl
 
 def test_a_killed_replica_comes_back_with_the_conversation_and_the_queue(cluster):
     first, second = (Replica(url) for url in cluster.rasa_urls)
-    person, waiting = f"kill-{uuid.uuid4().hex[:6]}", f"queue-{uuid.uuid4().hex[:6]}"
+    person, waiting = f"rest:kill-{uuid.uuid4().hex[:6]}", f"rest:queue-{uuid.uuid4().hex[:6]}"
     assert "¿De qué país" in first.say_text(person, "mis aportes de afuera me sirven para la pension?")
     assert "puesto" in first.say_text(waiting, "quiero hablar con un asesor")
 
@@ -186,9 +193,40 @@ def test_a_killed_replica_comes_back_with_the_conversation_and_the_queue(cluster
     assert waiting in [h.conversation_id for h in queue]
 
 
+def test_rest_needs_the_token_in_production(cluster):
+    body = json.dumps({"sender": "whatsapp:+51987654321", "message": "cancelar"}).encode()
+    for headers in ({}, {"Authorization": "Bearer a-guessed-token-of-some-length"}):
+        request = urllib.request.Request(
+            f"{cluster.rasa_urls[0]}/webhooks/rest/webhook", body, {"Content-Type": "application/json", **headers}
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=30)
+        assert refused.value.code == 401
+
+
+def test_the_action_server_answers_the_replicas_only(cluster):
+    """The replicas carry the token of this start (the other tests converse through them); a call
+    without it opens no hand-off, even for a priority case."""
+    person = f"whatsapp:+5199{uuid.uuid4().int % 10**7:07d}"
+    call = {
+        "next_action": "action_answer", "sender_id": person, "version": "3.6.21", "domain": {},
+        "tracker": {"sender_id": person, "slots": {}, "events": [], "latest_input_channel": "whatsapp",
+                    "latest_message": {"text": "me quitaron el pasaporte", "entities": [], "intent_ranking": [],
+                                       "intent": {"name": "human_handoff", "confidence": 1.0}}},
+    }  # fmt: skip
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{cluster.settings.action_port}/webhook", json.dumps(call).encode(),
+        {"Content-Type": "application/json"},
+    )  # fmt: skip
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=30)
+    assert refused.value.code == 401
+    assert HandoffStore(cluster.settings.handoff_database_url).open_for(person) is None
+
+
 def test_action_server_down_gives_a_clear_message_and_recovers(cluster):
     replica = Replica(cluster.rasa_urls[1])
-    person = f"actions-down-{uuid.uuid4().hex[:6]}"
+    person = f"rest:actions-down-{uuid.uuid4().hex[:6]}"
     cluster.kill("actions", signal.SIGKILL)
     try:
         text = replica.say_text(person, "hola")
@@ -206,7 +244,7 @@ def test_events_are_published_to_rabbitmq(cluster):
         pytest.skip("RabbitMQ is not running on 127.0.0.1:5672")
     import aio_pika
 
-    person = f"broker-{uuid.uuid4().hex[:6]}"
+    person = f"rest:broker-{uuid.uuid4().hex[:6]}"
     Replica(cluster.rasa_urls[0]).say(person, "hola")
     queue_name = cluster.settings.env["AMQP_QUEUE"]
 
@@ -234,7 +272,7 @@ def test_events_are_published_to_rabbitmq(cluster):
 
 
 def test_purge_works_on_the_production_profile(cluster):
-    person = f"purge-{uuid.uuid4().hex[:6]}"
+    person = f"rest:purge-{uuid.uuid4().hex[:6]}"
     Replica(cluster.rasa_urls[0]).say(person, "hola")
     result = subprocess.run(
         [sys.executable, "-m", "bot", "purge", "--older-than", "0"],
@@ -255,7 +293,7 @@ def test_postgres_restart_under_load_is_survived(cluster):
     def load() -> None:
         for i in range(20):
             try:
-                replicas[i % 2].say(f"pg-{i}", "hola")
+                replicas[i % 2].say(f"rest:pg-{i}", "hola")
                 outcomes.append("answered")
             except urllib.error.URLError as error:
                 outcomes.append(f"error {error}")

@@ -12,7 +12,15 @@ import pytest
 import socketio
 from rasa.shared.core.events import BotUttered, UserUttered
 
-from channels.socketio import Origins, WebChatOutput, WebChatSocketIO, client_manager, is_session_id, transcript
+from channels.socketio import (
+    Origins,
+    WebChatOutput,
+    WebChatSocketIO,
+    bound_session,
+    client_manager,
+    is_session_id,
+    transcript,
+)
 
 
 def test_only_canonical_uuid4_is_a_session_id():
@@ -68,6 +76,16 @@ def test_optional_jwt():
     assert channel.authorised(jwt.encode({"sub": "portal"}, "clave-secreta-del-portal-de-32-bytes"))
     assert not channel.authorised(jwt.encode({"sub": "portal"}, "otra-clave-distinta-de-al-menos-32-bytes"))
     assert not channel.authorised(None)
+
+
+def test_a_token_with_a_subject_is_bound_to_one_conversation():
+    key = "clave-secreta-del-portal-de-32-bytes"
+    channel = WebChatSocketIO(jwt_key=key)
+    claims = channel.claims(jwt.encode({"sub": "persona-17"}, key))
+    assert claims["sub"] == "persona-17"
+    assert is_session_id(bound_session("persona-17")) and bound_session("persona-17") == bound_session("persona-17")
+    assert bound_session("persona-17") != bound_session("persona-18")
+    assert WebChatSocketIO().claims(None) == {}  # JWT off: nothing to bind
 
 
 def test_one_bubble_per_message_with_what_the_widget_needs():

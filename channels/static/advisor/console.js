@@ -52,6 +52,12 @@ function logout() {
   $("desk").hidden = true; $("login").hidden = false; $("who").hidden = true;
 }
 
+$("logout").addEventListener("click", async () => {
+  try { await call("/logout", { method: "POST" }); } catch (_) { /* signed out here either way */ }
+  sessionStorage.removeItem("som-advisor");
+  logout();
+});
+
 $("login").addEventListener("submit", async (event) => {
   event.preventDefault();
   $("login-error").textContent = "";
@@ -163,7 +169,7 @@ async function poll() {
 
 function start() {
   $("login").hidden = true; $("desk").hidden = false;
-  $("who").hidden = false; $("who").textContent = sessionStorage.getItem("som-advisor") || "";
+  $("who").hidden = false; $("who-name").textContent = sessionStorage.getItem("som-advisor") || "";
   poll();
 }
 
