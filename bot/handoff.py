@@ -284,7 +284,7 @@ class HandoffStore:
                 AuditEntry(advisor_id=advisor_id, action=action, handoff_id=handoff_id, detail=detail, at=self._now())
             )
 
-    def audit_unless_recent(self, advisor_id: int, action: str, handoff_id: int, within: dt.timedelta) -> None:
+    def audit_unless_recent(self, advisor_id: int, action: str, handoff_id: int | None, within: dt.timedelta) -> None:
         """Audit once per `within`: a console that polls a case reads it every few seconds."""
         with self._session() as s:
             recent = (

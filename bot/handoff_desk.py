@@ -210,14 +210,21 @@ class HandoffDesk:
     def advisor_for(self, token: str) -> Advisor | None:
         return self.store.advisor_for_token(token)
 
-    def queue(self, state: str) -> list[HandoffView]:
+    def queue(self, state: str, advisor: Advisor) -> list[HandoffView]:
+        """The queue shows each case's last words and profile: reading it is audited too (the console
+        polls it, so once per interval)."""
+        self.store.audit_unless_recent(advisor.id, f"list_{state}", None, READ_AUDIT_EVERY)
         return self.store.queue(state)
 
-    def case(self, handoff_id: int, advisor: Advisor) -> tuple[HandoffView, list[TranscriptLine]]:
-        """A hand-off and its record, as an advisor reads it; the reading is audited."""
+    def case(self, handoff_id: int, advisor: Advisor, opened: bool = False) -> tuple[HandoffView, list[TranscriptLine]]:
+        """A hand-off and its record, as an advisor reads it. Every time an advisor opens a case is
+        audited; the console's refreshes of an open case, once per interval."""
         view = self.store.get(handoff_id)
         transcript = self.store.transcript(handoff_id)
-        self.store.audit_unless_recent(advisor.id, "read", handoff_id, READ_AUDIT_EVERY)
+        if opened:
+            self.store.audit(advisor.id, "open", handoff_id)
+        else:
+            self.store.audit_unless_recent(advisor.id, "read", handoff_id, READ_AUDIT_EVERY)
         return view, transcript
 
     async def claim(self, handoff_id: int, advisor: Advisor, outbox: Outbox) -> tuple[HandoffView, Delivery]:

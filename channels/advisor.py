@@ -194,13 +194,13 @@ class AdvisorConsole(InputChannel):
             state = request.args.get("status", "waiting")
             if state not in STATES:
                 return _error(400, f"status debe ser uno de: {', '.join(STATES)}")
-            views = await run(desk.queue, state)
+            views = await run(desk.queue, state, advisor)
             return response.json({"handoffs": [v.as_json() for v in views]})
 
         @console.route("/api/handoffs/<handoff_id:int>", methods=["GET"])
         @authenticated
         async def detail(request: Request, advisor, handoff_id: int) -> HTTPResponse:
-            view, transcript = await run(desk.case, handoff_id, advisor)
+            view, transcript = await run(desk.case, handoff_id, advisor, request.args.get("opened") == "1")
             try:
                 earlier = await earlier_history(request.app, view, transcript)
             except Exception:  # the record alone still lets the advisor work

@@ -224,6 +224,21 @@ def test_reading_a_case_is_audited_once_per_stretch_of_polling(desk):
     assert [(a[0], a[1]) for a in desk.store.audit_log()] == [(1, "read"), (1, "read"), (2, "read")]
 
 
+def test_every_opening_of_a_case_and_the_queue_listing_are_audited(desk):
+    view, _ = open_handoff(desk)
+    desk.case(view.id, ANA, opened=True)
+    desk.case(view.id, ANA)  # the console's refresh right after
+    desk.case(view.id, ANA, opened=True)  # opened again a minute later: a new entry
+    for _ in range(3):
+        desk.queue("waiting", ANA)
+    assert [(a[1], a[2]) for a in desk.store.audit_log()] == [
+        ("open", view.id),
+        ("read", view.id),
+        ("open", view.id),
+        ("list_waiting", None),
+    ]
+
+
 def test_the_check_on_every_message_follows_a_hand_off_through_its_life(desk):
     involves = desk.store.involves
     assert not involves("c1")

@@ -104,7 +104,8 @@ async function openHandoff(id) {
 
 async function renderDetail(focus = false) {
   if (state.openId === null) return;
-  const { handoff: h, transcript, earlier = [] } = await call(`/handoffs/${state.openId}`);
+  // "opened": the advisor chose this case (audited every time); otherwise a refresh.
+  const { handoff: h, transcript, earlier = [] } = await call(`/handoffs/${state.openId}${focus ? "?opened=1" : ""}`);
   const signature = `${h.id}:${h.state}:${transcript.length}`;
   if (!focus && signature === state.signature) return;  // keep what the advisor is typing
   state.signature = signature;
