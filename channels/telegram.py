@@ -1,4 +1,5 @@
-"""Telegram through python-telegram-bot: `POST /webhooks/telegram/webhook`, channel name `telegram`.
+"""Telegram: `POST /webhooks/telegram/webhook`, channel name `telegram`. The Bot API and its SDK
+are behind `integrations/telegram.py`; here is what the SOM does with them.
 
 Unlike Rasa's Telegram connector, it checks the webhook's secret token, always answers Telegram
 200 (an error never makes Telegram redeliver in a loop), ignores redelivered updates, works in the
@@ -14,19 +15,13 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
-import re
 import time
-from datetime import timedelta
 from functools import partial
 from typing import Any
 
-import httpx
 from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
-from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Message, MessageEntity, Update
-from telegram.constants import ChatType, ParseMode
-from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError, TimedOut
 
 from bot.messaging import TELEGRAM_MAX_CHARS, CallbackData, Option, RecentIds, split_message, telegram_html
 from bot.settings import Settings
@@ -41,13 +36,12 @@ from channels._common import (
 )
 from channels.delivery import OnNewMessage
 from integrations.redis_keys import shared_keys
-from integrations.telegram import SECRET_HEADER, make_bot
+from integrations.telegram import SECRET_HEADER, BotIdentity, TelegramBot, TelegramUpdate, read_update, retry_wait
 
 logger = logging.getLogger(__name__)
 PREFIX = "telegram:"
 COMMANDS = {"start": "/greet", "menu": "/show_menu"}
 EXPIRED_BUTTON_PAYLOAD = "/show_menu"  # for a button we cannot vouch for
-FILE_KINDS = ("voice", "audio", "photo", "video", "video_note", "sticker", "document")
 
 
 def conversation_id(chat_id: int) -> str:
@@ -58,72 +52,32 @@ def chat_id_of(recipient_id: str) -> int:
     return int(recipient_id.removeprefix(PREFIX))
 
 
-def media_of(message: Message) -> tuple[dict[str, Any], ...]:
-    """What the person sent besides text, for the answer and for the advisor."""
-    media = []
-    for kind in FILE_KINDS:
-        value = getattr(message, kind)
-        if value:
-            file = value[-1] if isinstance(value, tuple) else value  # photos come in several sizes
-            media.append({"type": kind, "file_id": file.file_id})
-    if message.location:
-        location = message.location
-        media.append({"type": "location", "latitude": location.latitude, "longitude": location.longitude})
-    if message.contact:
-        media.append({"type": "contact"})
-    return tuple(media)
-
-
-def _retry_wait(error: Exception) -> float | None:
-    """Retry only when Telegram did not take the message: flood control, a 5xx, or no connection."""
-    if isinstance(error, RetryAfter):
-        after = error.retry_after  # seconds, or a timedelta with PTB_TIMEDELTA=true
-        return after.total_seconds() if isinstance(after, timedelta) else float(after)
-    if isinstance(error, NetworkError) and not isinstance(error, TimedOut | BadRequest):
-        cause = error.__cause__
-        return 0.0 if cause is None or isinstance(cause, httpx.ConnectError) else None
-    return None
-
-
 class TelegramSender:
-    """Sends through the Bot API: inline keyboards one button per row, HTML-escaped text."""
+    """Sends through the Bot API: HTML-escaped text, buttons one per row under the last part."""
 
     reply_window = None  # a bot may write to a chat at any time
 
     def __init__(self, settings: Settings) -> None:
-        self.bot = make_bot(settings)
+        self.api = TelegramBot(settings)
         self.callback_data = CallbackData(shared=shared_keys(settings, "telegram"))
         self._initialising = asyncio.Lock()
 
-    async def ready(self) -> Bot:
-        """The bot, initialised on first use (getMe tells us our username, for groups)."""
+    async def ready(self) -> BotIdentity:
+        """Who the bot is, asked of Telegram on first use (for groups); one caller at a time."""
         async with self._initialising:
-            await with_retries(self.bot.initialize, _retry_wait)
-        return self.bot
+            return await with_retries(self.api.ready, retry_wait)
 
     async def send(self, recipient_id: str, text: str, buttons: tuple[Option, ...] = ()) -> None:
-        bot = await self.ready()
+        await self.ready()
         chunks = split_message(text, TELEGRAM_MAX_CHARS)
-        keyboard = self._keyboard(buttons)
+        keyboard = tuple((title, self.callback_data.for_payload(payload)) for title, payload in buttons)
         for number, chunk in enumerate(chunks, 1):
-            send = partial(
-                bot.send_message,
-                chat_id_of(recipient_id),
-                telegram_html(chunk),
-                parse_mode=ParseMode.HTML,
-                reply_markup=keyboard if number == len(chunks) else None,
-            )
-            await with_retries(send, _retry_wait)
-
-    def _keyboard(self, buttons: tuple[Option, ...]) -> InlineKeyboardMarkup | None:
-        if not buttons:
-            return None
-        data = self.callback_data.for_payload
-        rows = [[InlineKeyboardButton(title, callback_data=data(payload))] for title, payload in buttons]
-        return InlineKeyboardMarkup(rows)
+            rows = keyboard if number == len(chunks) else ()
+            send = partial(self.api.send_message, chat_id_of(recipient_id), telegram_html(chunk), rows)
+            await with_retries(send, retry_wait)
 
     async def close(self) -> None:
-        await self.bot.shutdown()
+        await self.api.close()
 
 
 class TelegramOutput(ChatOutput):
@@ -154,74 +108,43 @@ class TelegramChannel(ProviderChannel):
                 logger.warning("telegram: request without the webhook secret rejected")
                 return response.text("invalid secret token", status=403)
             try:
-                update = Update.de_json(request.json, self.sender.bot)
+                update = read_update(request.json)
             except Exception as error:  # Telegram would redeliver a failed update forever
                 logger.error("telegram: unreadable update ignored (%s)", type(error).__name__)
                 return response.text("ok")
-            chat = update.effective_chat
-            if chat is not None and self.recent.first_time(str(update.update_id)):
+            if update.chat_id is not None and self.recent.first_time(str(update.update_id)):
                 work = partial(self._handle, on_new_message, request.app.ctx.agent, update, received_at)
-                self.inbound.in_order(conversation_id(chat.id), work)
+                self.inbound.in_order(conversation_id(update.chat_id), work)
             return response.text("ok")
 
         return webhook
 
-    async def _handle(self, on_new_message: OnNewMessage, agent: Any, update: Update, received_at: float) -> None:
-        bot = await self.sender.ready()
-        sender = conversation_id(update.effective_chat.id)
-        if update.callback_query:
+    async def _handle(
+        self, on_new_message: OnNewMessage, agent: Any, update: TelegramUpdate, received_at: float
+    ) -> None:
+        me = await self.sender.ready()
+        sender = conversation_id(update.chat_id)
+        if update.callback_query_id is not None:
             inbound = await self._button_press(agent, update, sender, received_at)
+        elif update.is_message and update.addressed_to(me):
+            inbound = inbound_of(update, me, sender, received_at)
         else:
-            message = update.message or update.edited_message
-            if message is None or not addressed_to(message, bot):
-                return
-            inbound = inbound_of(message, bot, sender, received_at)
+            return  # another kind of update, or a group message not for the bot
         await self.inbound.handle(on_new_message, inbound)
 
-    async def _button_press(self, agent: Any, update: Update, sender: str, received_at: float) -> Inbound:
+    async def _button_press(self, agent: Any, update: TelegramUpdate, sender: str, received_at: float) -> Inbound:
         """A button's payload; one the assistant never offered here (forged, or a key a restart
         forgot) shows the menu."""
-        query = update.callback_query
-        try:
-            await query.answer()  # stops the button's spinner
-        except TelegramError as error:
-            logger.warning("telegram: button press not acknowledged (%s)", error)
-        payload = self.sender.callback_data.payload(query.data or "")
+        await self.sender.api.answer_callback_query(update.callback_query_id)
+        payload = self.sender.callback_data.payload(update.callback_data)
         if payload is None or not await was_offered(agent, sender, payload):
             payload = EXPIRED_BUTTON_PAYLOAD
         return Inbound(sender, received_at, payload=payload)
 
 
-def _mentions(message: Message) -> dict[MessageEntity, str]:
-    kinds = [MessageEntity.MENTION, MessageEntity.TEXT_MENTION, MessageEntity.BOT_COMMAND]
-    return {**message.parse_entities(kinds), **message.parse_caption_entities(kinds)}
-
-
-def addressed_to(message: Message, bot: Bot) -> bool:
-    """Private chats always; in groups, a reply to the bot, an @mention or a /command@bot."""
-    if message.chat.type == ChatType.PRIVATE:
-        return True
-    replied = message.reply_to_message
-    if replied and replied.from_user and replied.from_user.id == bot.id:
-        return True
-    handle = f"@{bot.username}".lower()
-    for entity, value in _mentions(message).items():
-        if entity.type == MessageEntity.TEXT_MENTION and entity.user and entity.user.id == bot.id:
-            return True
-        if entity.type in (MessageEntity.MENTION, MessageEntity.BOT_COMMAND) and value.lower().endswith(handle):
-            return True
-    return False
-
-
-def inbound_of(message: Message, bot: Bot, sender: str, received_at: float) -> Inbound:
+def inbound_of(update: TelegramUpdate, me: BotIdentity, sender: str, received_at: float) -> Inbound:
     """The person's text without our @mention; /start and /menu as the payloads they stand for."""
-    text = re.sub(f"@{re.escape(bot.username)}\\b", " ", message.text or message.caption or "", flags=re.I).strip()
+    text = update.text_without_mention(me)
     command = text.split()[0].lstrip("/").lower() if text.startswith("/") else ""
     payload = COMMANDS.get(command)
-    return Inbound(
-        sender,
-        received_at,
-        text="" if payload else text,
-        payload=payload,
-        media=media_of(message),
-    )
+    return Inbound(sender, received_at, text="" if payload else text, payload=payload, media=update.media)

@@ -21,9 +21,8 @@ ALLOWED = {
     "integrations": {"rasa", "rasa_sdk", "sanic", "actions", "channels", "extensions", "ops"},
     "extensions": {"actions", "channels", "ops"},
     "actions": {"channels", "extensions", "integrations", "ops", "sanic", "rasa"},
-    # Twilio and Redis only through integrations/ (Telegram's update and keyboard types are still used
-    # by channels/telegram.py directly; its Bot is built in integrations/telegram.py).
-    "channels": {"ops", "actions", "twilio", "redis"},
+    # Twilio, Telegram and Redis only through integrations/.
+    "channels": {"ops", "actions", "twilio", "telegram", "redis"},
 }
 
 
