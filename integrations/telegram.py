@@ -29,7 +29,7 @@ SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 POLL_SECONDS = 25
 RETRY_SECONDS = 3.0
 FILE_KINDS = ("voice", "audio", "photo", "video", "video_note", "sticker", "document")
-ADDRESSING = [MessageEntity.MENTION, MessageEntity.TEXT_MENTION, MessageEntity.BOT_COMMAND]
+ADDRESSING: list[str | None] = [MessageEntity.MENTION, MessageEntity.TEXT_MENTION, MessageEntity.BOT_COMMAND]
 
 Keyboard = tuple[tuple[str, str], ...]  # (title, callback data): one button per row
 
