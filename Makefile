@@ -14,7 +14,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 export SQLALCHEMY_SILENCE_UBER_WARNING := 1
 export RASA_TELEMETRY_ENABLED := false
 
-.PHONY: run run-cluster test test-unit lint format train shell eval bench advisor content-check validate setup setup-dev webchat browser lock clean
+.PHONY: run run-cluster test test-unit lint format train shell eval bench advisor content-check validate setup setup-dev webchat browser nginx lock clean
 
 run: setup
 	@$(PY) -m bot run
@@ -26,7 +26,7 @@ run-cluster: setup
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; } || true
 	@$(PY) -m bot cluster
 
-test: setup-dev validate lint browser
+test: setup-dev validate lint browser nginx
 	$(PY) -m pytest
 
 test-unit: setup-dev
@@ -92,6 +92,17 @@ browser:
 	    echo "Instalando Chromium (paquete de Debian) para las pruebas en navegador…"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "Aviso: sin Chromium; las pruebas en navegador se omitirán (instale el paquete 'chromium')."; fi; \
+	fi
+
+# The deploy tests run the real nginx (TLS, rate limits, allowlist) with a certificate made by openssl.
+# Installed here when we are root; without them those tests check the configuration as text only.
+nginx:
+	@if ! command -v nginx >/dev/null 2>&1 || ! command -v openssl >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "Instalando nginx y openssl (paquetes de Debian) para las pruebas del despliegue…"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light openssl >/dev/null \
+	      || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx openssl >/dev/null; \
+	  else echo "Aviso: sin nginx u openssl; las pruebas del proxy se omitirán."; fi; \
 	fi
 
 # Python 3.10 is required by Rasa 3.6: python3.10 on PATH if it runs, else pyenv's.
