@@ -98,6 +98,64 @@ class AuditEntry(Base):
     at = sa.Column(sa.DateTime, nullable=False)
 
 
+class SupervisorRole(Base):
+    """Advisors who may read the dashboard and review the assistant's answers (a table of its own:
+    `create_all` adds tables to an existing database, never columns)."""
+
+    __tablename__ = "supervisors"
+    advisor_id = sa.Column(sa.Integer, sa.ForeignKey("advisors.id"), primary_key=True)
+    granted_at = sa.Column(sa.DateTime, nullable=False)
+
+
+class AnswerReview(Base):
+    """A supervisor's verdict on one assistant turn: the answer was wrong, `expected_entry` should
+    have answered (what `python -m bot review export` gives the editors)."""
+
+    __tablename__ = "answer_reviews"
+    id = sa.Column(sa.Integer, primary_key=True)
+    conversation_id = sa.Column(sa.String(255), nullable=False, index=True)
+    person_text = sa.Column(sa.Text, nullable=False)
+    assistant_text = sa.Column(sa.Text, default="", nullable=False)
+    expected_entry = sa.Column(sa.String(128), nullable=False)
+    comment = sa.Column(sa.Text, default="", nullable=False)
+    supervisor_id = sa.Column(sa.Integer, sa.ForeignKey("advisors.id"), nullable=False)
+    created_at = sa.Column(sa.DateTime, nullable=False)
+
+
+# How far an outbound message got, as the provider reports it (Twilio's MessageStatus). A status
+# never moves backwards: a late or repeated callback ("delivered" after "read") changes nothing.
+DELIVERY_RANK = {
+    "accepted": 0, "scheduled": 0, "queued": 1, "sending": 2, "sent": 3,
+    "delivered": 4, "undelivered": 4, "failed": 4, "read": 5,
+}  # fmt: skip
+FAILED_DELIVERY = frozenset({"failed", "undelivered"})
+
+
+class DeliveryReceipt(Base):
+    """One outbound message as the provider knows it (its SID), the furthest status it reached, and
+    the hand-off message it carried, if any. No personal data: no address, no text. A table of its
+    own (`create_all` adds tables to an existing database, never columns), without a foreign key so
+    erasing hand-off messages never waits for it."""
+
+    __tablename__ = "delivery_receipts"
+    provider_sid = sa.Column(sa.String(64), primary_key=True)
+    status = sa.Column(sa.String(16), nullable=False)
+    error_code = sa.Column(sa.String(16), nullable=True)
+    handoff_message_id = sa.Column(sa.Integer, nullable=True, index=True)
+    template = sa.Column(sa.Boolean, default=False, nullable=False)  # went as an approved template
+    updated_at = sa.Column(sa.DateTime, nullable=False, index=True)
+
+
+class ProviderContent(Base):
+    """Content created once at the provider (a WhatsApp button set, by the hash of its JSON) and
+    reused by every replica and after restarts."""
+
+    __tablename__ = "provider_contents"
+    digest = sa.Column(sa.String(64), primary_key=True)
+    content_sid = sa.Column(sa.String(64), nullable=False)
+    created_at = sa.Column(sa.DateTime, nullable=False)
+
+
 class HandoffError(Exception):
     """A request the hand-off rules refuse; the subclass says why, the message says it to an advisor."""
 
@@ -302,6 +360,80 @@ class HandoffStore:
         with self._session() as s:
             return [(a.advisor_id, a.action, a.handoff_id) for a in s.query(AuditEntry).order_by(AuditEntry.id)]
 
+    # --- supervisors and reviews -------------------------------------------------------
+
+    def set_supervisor(self, username: str, supervisor: bool = True) -> None:
+        """Grant (or take away) the supervisor role: the dashboard and the review of answers."""
+        with self._session() as s:
+            advisor = s.query(AdvisorAccount).filter_by(username=username).first()
+            if advisor is None:
+                raise NotFound(f"no existe el asesor '{username}'")
+            role = s.get(SupervisorRole, advisor.id)
+            if supervisor and role is None:
+                s.add(SupervisorRole(advisor_id=advisor.id, granted_at=self._now()))
+            elif not supervisor and role is not None:
+                s.delete(role)
+
+    def is_supervisor(self, advisor_id: int) -> bool:
+        with self._session() as s:
+            return s.get(SupervisorRole, advisor_id) is not None
+
+    def add_review(
+        self,
+        supervisor_id: int,
+        conversation_id: str,
+        person_text: str,
+        assistant_text: str,
+        expected_entry: str,
+        comment: str = "",
+    ) -> int:
+        """Keep a supervisor's verdict on an assistant turn; its id."""
+        with self._session() as s:
+            review = AnswerReview(
+                conversation_id=conversation_id,
+                person_text=person_text,
+                assistant_text=assistant_text,
+                expected_entry=expected_entry,
+                comment=comment,
+                supervisor_id=supervisor_id,
+                created_at=self._now(),
+            )
+            s.add(review)
+            s.flush()
+            return int(review.id)
+
+    def reviews(self) -> list[dict[str, Any]]:
+        """Every review, oldest first, with the supervisor's name."""
+        with self._session() as s:
+            rows = (
+                s.query(AnswerReview, AdvisorAccount.display_name)
+                .join(AdvisorAccount, AdvisorAccount.id == AnswerReview.supervisor_id)
+                .order_by(AnswerReview.id)
+            )
+            return [
+                {
+                    "id": r.id,
+                    "conversation_id": r.conversation_id,
+                    "person_text": r.person_text,
+                    "assistant_text": r.assistant_text,
+                    "expected_entry": r.expected_entry,
+                    "comment": r.comment,
+                    "supervisor": name,
+                    "created_at": r.created_at.isoformat() + "Z",
+                }
+                for r, name in rows
+            ]
+
+    def purge_reviews_before(self, cutoff: dt.datetime) -> int:
+        """Delete reviews written before `cutoff` (aware): they quote what a person wrote (Ley 29733)."""
+        with self._session() as s, overwriting_deletes(s.connection()):
+            return s.query(AnswerReview).filter(AnswerReview.created_at < naive_utc(cutoff)).delete()
+
+    def forget_reviews(self, conversation_id: str) -> int:
+        """Delete the reviews of one person's conversation; how many."""
+        with self._session() as s, overwriting_deletes(s.connection()):
+            return s.query(AnswerReview).filter(AnswerReview.conversation_id == conversation_id).delete()
+
     # --- hand-offs ----------------------------------------------------------------------
 
     def open(
@@ -488,6 +620,92 @@ class HandoffStore:
         with self._session() as s:
             self._record(s, handoff_id).awaiting_rating = False
 
+    # --- delivery receipts and provider content ---------------------------------------
+
+    def note_delivery(self, provider_sid: str, status: str, error_code: str | None = None) -> str:
+        """Keep what the provider says about one message; returns the status now stored. Only a
+        status further on than the stored one is kept (callbacks come late, twice, out of order)."""
+        status = status.lower()
+        if status not in DELIVERY_RANK:
+            raise InvalidRequest(f"estado de entrega desconocido: {status[:32]}")
+        for attempt in range(2):  # two first callbacks at once: one inserts, the other updates
+            try:
+                with self._session() as s:
+                    receipt = s.get(DeliveryReceipt, provider_sid)
+                    if receipt is None:
+                        receipt = DeliveryReceipt(provider_sid=provider_sid, status=status, updated_at=self._now())
+                        receipt.error_code = error_code or None
+                        s.add(receipt)
+                    elif DELIVERY_RANK[status] > DELIVERY_RANK.get(receipt.status, -1):
+                        receipt.status, receipt.updated_at = status, self._now()
+                        receipt.error_code = error_code or receipt.error_code
+                    return str(receipt.status)
+            except sa.exc.IntegrityError:
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    def add_sent_message(
+        self,
+        handoff_id: int,
+        author: str,
+        text: str,
+        advisor_id: int | None,
+        provider_sids: tuple[str, ...] = (),
+        template: bool = False,
+    ) -> None:
+        """`add_message` for a message a provider took, linked to its receipts (one per SID: a
+        long text goes in several parts)."""
+        with self._session() as s:
+            record, now = self._record(s, handoff_id), self._now()
+            message = HandoffMessage(handoff_id=record.id, author=author, text=text, advisor_id=advisor_id)
+            message.created_at = now
+            s.add(message)
+            s.flush()
+            for sid in provider_sids:
+                receipt = s.get(DeliveryReceipt, sid)
+                if receipt is None:  # its first callback has not come yet
+                    receipt = DeliveryReceipt(provider_sid=sid, status="queued", updated_at=now)
+                    s.add(receipt)
+                receipt.handoff_message_id, receipt.template = message.id, template
+
+    def deliveries(self, handoff_id: int) -> list[dict[str, Any] | None]:
+        """For each line of `transcript(handoff_id)`, in its order: how far the message got at the
+        provider (the least advanced of its parts; a failed part fails it), or None."""
+        with self._session() as s:
+            ids = [
+                i
+                for (i,) in s.query(HandoffMessage.id)
+                .filter(HandoffMessage.handoff_id == handoff_id)
+                .order_by(HandoffMessage.id)
+            ]
+            receipts: dict[int, list[DeliveryReceipt]] = {}
+            for start in range(0, len(ids), CHUNK):
+                chunk = ids[start : start + CHUNK]
+                for r in s.query(DeliveryReceipt).filter(DeliveryReceipt.handoff_message_id.in_(chunk)):
+                    receipts.setdefault(r.handoff_message_id, []).append(r)
+            return [_delivery_summary(receipts[i]) if i in receipts else None for i in ids]
+
+    def content_sid(self, digest: str) -> str | None:
+        with self._session() as s:
+            record = s.get(ProviderContent, digest)
+            return record.content_sid if record else None
+
+    def remember_content(self, digest: str, content_sid: str) -> str:
+        """Keep a created content's SID; if another replica kept one first, that one (returned) wins."""
+        try:
+            with self._session() as s:
+                s.add(ProviderContent(digest=digest, content_sid=content_sid, created_at=self._now()))
+            return content_sid
+        except sa.exc.IntegrityError:
+            return self.content_sid(digest) or content_sid
+
+    def purge_receipts_before(self, cutoff: dt.datetime) -> int:
+        """Delete delivery receipts last updated before `cutoff` (aware)."""
+        with self._session() as s:
+            old = DeliveryReceipt.updated_at < naive_utc(cutoff)
+            return s.query(DeliveryReceipt).filter(old).delete(synchronize_session=False)
+
     # --- retention (Ley 29733) ----------------------------------------------------------
 
     def purge_older_than(
@@ -530,17 +748,20 @@ class HandoffStore:
             ids = _handoffs_of(s, conversation_id)
             authors = [a for (a,) in s.query(HandoffMessage.author).filter(HandoffMessage.handoff_id.in_(ids))]
             audit = s.query(sa.func.count(AuditEntry.id)).filter(_naming(conversation_id, ids)).scalar()
-            return Erased(len(ids), sum(a != "note" for a in authors), authors.count("note"), audit)
+            reviews = s.query(sa.func.count(AnswerReview.id)).filter_by(conversation_id=conversation_id).scalar()
+            return Erased(len(ids), sum(a != "note" for a in authors), authors.count("note"), audit, reviews)
 
     def forget(self, conversation_id: str) -> Erased:
-        """Erase one person's hand-offs, their messages and the advisors' notes on them. The audit
+        """Erase one person's hand-offs, their messages, the advisors' notes and the reviews quoting
+        them. The audit
         rows that name them keep who did what and when, but no longer about which case."""
         with self._session() as s:
             ids = _handoffs_of(s, conversation_id)
             with overwriting_deletes(s.connection()):
                 audit = _unlink_audit(s, _naming(conversation_id, ids), "erased")
                 handoffs, messages, notes = _erase(s, ids)
-            return Erased(handoffs, messages, notes, audit)
+                reviews = s.query(AnswerReview).filter_by(conversation_id=conversation_id).delete()
+            return Erased(handoffs, messages, notes, audit, reviews)
 
     # --- helpers ------------------------------------------------------------------------
 
@@ -602,6 +823,18 @@ class Erased:
     messages: int = 0
     notes: int = 0
     audit_entries: int = 0
+    reviews: int = 0  # supervisors' reviews quoting what the person wrote
+
+
+def _delivery_summary(receipts: list[DeliveryReceipt]) -> dict[str, Any]:
+    failed = next((r for r in receipts if r.status in FAILED_DELIVERY), None)
+    shown = failed or min(receipts, key=lambda r: DELIVERY_RANK.get(r.status, 0))
+    return {
+        "status": shown.status,
+        "failed": failed is not None,
+        "error_code": shown.error_code,
+        "template": any(r.template for r in receipts),
+    }
 
 
 def _untouched_since(cutoff: dt.datetime) -> Any:

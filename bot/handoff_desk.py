@@ -24,6 +24,7 @@ from bot.text import fill, plain
 LEAVE_WORDS = frozenset({"cancelar", "cancela", "cancel", "menu", "salir", "show menu"})  # plain text; "/show_menu" too
 RATING = re.compile(r"^\s*([1-5])\s*(estrellas?)?\s*$")
 Message = tuple[str, tuple[tuple[str, str], ...]]  # (text, buttons)
+ADVISOR_REPLY_TEMPLATE, RATING_TEMPLATE = "advisor_reply", "rating"  # what an approved template is for
 READ_AUDIT_EVERY = dt.timedelta(minutes=10)
 
 
@@ -43,6 +44,9 @@ class Delivery:
     sent: int
     total: int
     reachable: bool = True
+    # The provider's message ids (SIDs) of each message it took, in order: a long text goes in parts.
+    receipts: tuple[tuple[str, ...], ...] = ()
+    template: bool = False  # sent as an approved template (after WhatsApp's 24-hour window)
 
     @property
     def delivered(self) -> bool:
@@ -53,7 +57,16 @@ class Delivery:
         return messages[: self.sent] if self.reachable else messages
 
     def as_json(self) -> dict[str, Any]:
-        return {"delivered": self.delivered, "sent": self.sent, "total": self.total, "reachable": self.reachable}
+        return {
+            "delivered": self.delivered,
+            "sent": self.sent,
+            "total": self.total,
+            "reachable": self.reachable,
+            "template": self.template,
+        }
+
+    def receipts_of(self, index: int) -> tuple[str, ...]:
+        return self.receipts[index] if index < len(self.receipts) else ()
 
 
 class Outbox(Protocol):
@@ -62,8 +75,13 @@ class Outbox(Protocol):
     def reply_window(self, channel: str) -> dt.timedelta | None:
         """How long after the person's last message free text may still be sent (None: no limit)."""
 
-    async def send(self, view: HandoffView, messages: tuple[Message, ...]) -> Delivery:
-        """Send in order; stop at the first message the channel refuses."""
+    async def send(self, view: HandoffView, messages: tuple[Message, ...], template: str | None = None) -> Delivery:
+        """Send in order; stop at the first message the channel refuses. With `template`, each
+        message goes as that approved template (outside the reply window)."""
+
+    def has_template(self, channel: str, purpose: str) -> bool:
+        """Whether the operator configured an approved template for `purpose` on `channel`. Optional:
+        the desk treats an outbox without it as one without templates."""
 
     async def record(self, view: HandoffView, messages: tuple[Message, ...], author: str) -> None:
         """Keep messages in the conversation's own record (Rasa's tracker), as said by `author`."""
@@ -71,6 +89,18 @@ class Outbox(Protocol):
 
 class OutsideReplyWindow(Conflict):
     """WhatsApp takes free text only within 24 hours of the person's last message."""
+
+
+def outside_reply_window(outbox: Outbox, view: HandoffView, now: dt.datetime) -> bool:
+    """Whether the channel would now refuse free text to this person (WhatsApp after 24 hours)."""
+    window = outbox.reply_window(view.channel)
+    return window is not None and not is_within_reply_window(view, window, now)
+
+
+def has_template(outbox: Outbox, channel: str, purpose: str) -> bool:
+    """Whether an approved template for `purpose` can go on `channel` (outboxes without: no)."""
+    check = getattr(outbox, "has_template", None)
+    return check is not None and bool(check(channel, purpose))
 
 
 class HandoffDesk:
@@ -231,9 +261,17 @@ class HandoffDesk:
         """Take the hand-off (of two advisors at once, one wins), then greet the person by name."""
         view = await asyncio.to_thread(self._claim, handoff_id, advisor)
         greeting = self._say("handoff.claimed", advisor=advisor.name)
-        delivery = await self._send_and_record(outbox, view, greeting, author=f"advisor:{advisor.name}")
-        for text, _ in delivery.said(greeting):
-            await asyncio.to_thread(self.store.add_message, handoff_id, "advisor", text, advisor.id)
+        # A left message may be older than WhatsApp's window: the greeting then goes as the reply template.
+        outside = outside_reply_window(outbox, view, self.store.clock())
+        template = (
+            ADVISOR_REPLY_TEMPLATE if outside and has_template(outbox, view.channel, ADVISOR_REPLY_TEMPLATE) else None
+        )
+        delivery = await self._send_and_record(outbox, view, greeting, f"advisor:{advisor.name}", template)
+        for index, (text, _) in enumerate(delivery.said(greeting)):
+            await asyncio.to_thread(
+                self.store.add_sent_message,
+                handoff_id, "advisor", text, advisor.id, delivery.receipts_of(index), delivery.template,
+            )  # fmt: skip
         return view, delivery
 
     def _claim(self, handoff_id: int, advisor: Advisor) -> HandoffView:
@@ -247,20 +285,24 @@ class HandoffDesk:
         What the channel refused is not recorded as said (the advisor is told and can retry); on a
         channel that cannot send at all it is recorded and reported as not delivered."""
         view = await asyncio.to_thread(self.store.require_owner, handoff_id, advisor.id)
-        window = outbox.reply_window(view.channel)
-        if window is not None and not is_within_reply_window(view, window, self.store.clock()):
-            raise OutsideReplyWindow(
-                "WhatsApp solo admite texto libre hasta 24 horas después del último mensaje de la persona: "
-                "contáctela por teléfono o correo"
-            )
-        delivery = await self._send_and_record(outbox, view, ((text, ()),), author=f"advisor:{advisor.name}")
+        template = None
+        if outside_reply_window(outbox, view, self.store.clock()):
+            if not has_template(outbox, view.channel, ADVISOR_REPLY_TEMPLATE):
+                raise OutsideReplyWindow(
+                    "WhatsApp solo admite texto libre hasta 24 horas después del último mensaje de la persona: "
+                    "contáctela por teléfono o correo"
+                )
+            template = ADVISOR_REPLY_TEMPLATE
+        delivery = await self._send_and_record(
+            outbox, view, ((text, ()),), author=f"advisor:{advisor.name}", template=template
+        )
         if delivery.said(((text, ()),)):
-            await asyncio.to_thread(self._record_reply, handoff_id, advisor, text)
+            await asyncio.to_thread(self._record_reply, handoff_id, advisor, text, delivery)
         return delivery
 
-    def _record_reply(self, handoff_id: int, advisor: Advisor, text: str) -> None:
-        self.store.add_message(handoff_id, "advisor", text, advisor.id)
-        self.store.audit(advisor.id, "reply", handoff_id)
+    def _record_reply(self, handoff_id: int, advisor: Advisor, text: str, delivery: Delivery) -> None:
+        self.store.add_sent_message(handoff_id, "advisor", text, advisor.id, delivery.receipts_of(0), delivery.template)
+        self.store.audit(advisor.id, "reply", handoff_id, "template" if delivery.template else "")
 
     def note(self, handoff_id: int, advisor: Advisor, text: str) -> None:
         """An internal note: the person never sees it."""
@@ -271,7 +313,13 @@ class HandoffDesk:
     async def close(self, handoff_id: int, advisor: Advisor, outbox: Outbox) -> tuple[HandoffView, Delivery]:
         """Close the hand-off, then say goodbye and ask for a rating."""
         view = await asyncio.to_thread(self._close, handoff_id, advisor)
-        return view, await self._send_and_record(outbox, view, self._say("handoff.closed"), author="assistant")
+        goodbye = self._say("handoff.closed")
+        if outside_reply_window(outbox, view, self.store.clock()) and has_template(
+            outbox, view.channel, RATING_TEMPLATE
+        ):
+            # Past WhatsApp's window only an approved template goes: the satisfaction question.
+            return view, await self._send_and_record(outbox, view, goodbye[-1:], "assistant", RATING_TEMPLATE)
+        return view, await self._send_and_record(outbox, view, goodbye, author="assistant")
 
     def _close(self, handoff_id: int, advisor: Advisor) -> HandoffView:
         view = self.store.close(handoff_id, advisor.id)
@@ -280,9 +328,9 @@ class HandoffDesk:
 
     @staticmethod
     async def _send_and_record(
-        outbox: Outbox, view: HandoffView, messages: tuple[Message, ...], author: str
+        outbox: Outbox, view: HandoffView, messages: tuple[Message, ...], author: str, template: str | None = None
     ) -> Delivery:
-        delivery = await outbox.send(view, messages)
+        delivery = await (outbox.send(view, messages, template) if template else outbox.send(view, messages))
         said = delivery.said(messages)
         if said:
             await outbox.record(view, said, author)

@@ -49,6 +49,8 @@ class PurgeReport:
     abandoned_handoffs: int = 0  # still open, nobody touched them and the conversation is over
     audit_entries: int = 0
     sessions: int = 0  # expired advisor sessions
+    reviews: int = 0  # supervisors' reviews of answers, which quote what people wrote
+    receipts: int = 0  # WhatsApp delivery statuses (message ids, no text)
     keys: int | None = None  # None: no Redis in this deployment, or it failed (see `problems`)
     problems: tuple[str, ...] = ()
 
@@ -65,14 +67,17 @@ class ForgetReport:
     @property
     def empty(self) -> bool:
         h = self.handoffs
-        return not (self.tracker_events or h.handoffs or h.messages or h.notes or h.audit_entries or self.keys)
+        return not (
+            self.tracker_events or h.handoffs or h.messages or h.notes or h.audit_entries or h.reviews or self.keys
+        )
 
     def summary(self) -> str:
         """One line for the audit log: counts only."""
         h = self.handoffs
         return (
             f"tracker_events={self.tracker_events} handoffs={h.handoffs} messages={h.messages} notes={h.notes} "
-            f"audit_entries={h.audit_entries} redis_keys={self.keys if self.keys is not None else '-'}"
+            f"audit_entries={h.audit_entries} reviews={h.reviews} "
+            f"redis_keys={self.keys if self.keys is not None else '-'}"
         )
 
 
@@ -97,6 +102,8 @@ def purge(
             abandoned_handoffs=abandoned,
             audit_entries=store.purge_audit_before(cutoff),
             sessions=store.purge_expired_sessions(),
+            reviews=store.purge_reviews_before(cutoff),
+            receipts=store.purge_receipts_before(cutoff),
         )
         _checkpoint(trackers)
         _checkpoint(store.engine)

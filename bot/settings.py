@@ -16,6 +16,7 @@ CONTENT_DIR = PROJECT_ROOT / "data" / "content"
 NLU_DIR = PROJECT_ROOT / "data" / "nlu"
 TRAINING_DATA_DIRS = ("data/nlu", "data/stories", "data/rules")
 WHATSAPP_WEBHOOK_PATH = "/webhooks/whatsapp/webhook"
+WHATSAPP_STATUS_PATH = "/webhooks/whatsapp/status"  # Twilio's delivery status callbacks
 TELEGRAM_WEBHOOK_PATH = "/webhooks/telegram/webhook"
 MIN_SECRET = 16  # characters of any webhook secret or token: shorter ones can be guessed or forged
 
@@ -42,6 +43,11 @@ class Settings:
     twilio_auth_token: str = field(default="", repr=False)
     twilio_whatsapp_from: str = ""
     twilio_api_base_url: str = "https://api.twilio.com"
+    twilio_content_base_url: str = "https://content.twilio.com"  # the Content API (buttons, lists)
+    twilio_messaging_base_url: str = "https://messaging.twilio.com"  # the typing indicator
+    twilio_content_enabled: bool = False  # WhatsApp's own buttons and lists instead of numbered text
+    twilio_template_sid_advisor_reply: str = ""  # approved template (HX…) for advisor replies after 24 h
+    twilio_template_sid_rating: str = ""  # approved template for the satisfaction question after 24 h
     telegram_bot_token: str = field(default="", repr=False)
     telegram_webhook_secret: str = field(default="", repr=False)
     telegram_api_base_url: str = "https://api.telegram.org"
@@ -88,6 +94,13 @@ class Settings:
             twilio_auth_token=env.get("TWILIO_AUTH_TOKEN", ""),
             twilio_whatsapp_from=env.get("TWILIO_WHATSAPP_FROM", ""),
             twilio_api_base_url=(env.get("TWILIO_API_BASE_URL") or cls.twilio_api_base_url).rstrip("/"),
+            twilio_content_base_url=(env.get("TWILIO_CONTENT_BASE_URL") or cls.twilio_content_base_url).rstrip("/"),
+            twilio_messaging_base_url=(env.get("TWILIO_MESSAGING_BASE_URL") or cls.twilio_messaging_base_url).rstrip(
+                "/"
+            ),
+            twilio_content_enabled=env.get("TWILIO_CONTENT_ENABLED", "").strip().lower() in ("1", "true", "yes", "on"),
+            twilio_template_sid_advisor_reply=env.get("TWILIO_TEMPLATE_SID_ADVISOR_REPLY", "").strip(),
+            twilio_template_sid_rating=env.get("TWILIO_TEMPLATE_SID_RATING", "").strip(),
             telegram_bot_token=env.get("TELEGRAM_BOT_TOKEN", ""),
             telegram_webhook_secret=env.get("TELEGRAM_WEBHOOK_SECRET", ""),
             telegram_api_base_url=(env.get("TELEGRAM_API_BASE_URL") or cls.telegram_api_base_url).rstrip("/"),

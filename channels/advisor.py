@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import itertools
 import logging
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -32,7 +33,7 @@ from bot.handoff import (
     TranscriptLine,
     missing_history,
 )
-from bot.handoff_desk import Delivery, Message
+from bot.handoff_desk import ADVISOR_REPLY_TEMPLATE, Delivery, Message
 from bot.ratelimit import RateLimiter
 from bot.services import handoff_desk, settings
 from channels import outbound
@@ -74,19 +75,40 @@ class ChannelOutbox:
     def reply_window(self, channel: str) -> dt.timedelta | None:
         return getattr(outbound.sender_for(channel), "reply_window", None)
 
-    async def send(self, view: HandoffView, messages: tuple[Message, ...]) -> Delivery:
+    def has_template(self, channel: str, purpose: str) -> bool:
+        check = getattr(outbound.sender_for(channel), "has_template", None)  # WhatsApp's sender has it
+        return bool(check is not None and check(purpose))
+
+    async def send(self, view: HandoffView, messages: tuple[Message, ...], template: str | None = None) -> Delivery:
         sender = outbound.sender_for(view.channel)
         if sender is None:
             return Delivery(sent=0, total=len(messages), reachable=False)
-        sent = 0
+        receipts: list[tuple[str, ...]] = []
         for text, buttons in messages:
             try:
-                await sender.send(view.conversation_id, text, buttons)
+                if template:  # an advisor's words go in the reply template; other templates are fixed text
+                    variables = {"1": text} if template == ADVISOR_REPLY_TEMPLATE else {}
+                    sids = await sender.send_template(view.conversation_id, template, variables)
+                else:
+                    sids = await sender.send(view.conversation_id, text, buttons)
             except Exception:
                 logger.exception("could not deliver a hand-off message on channel %s", view.channel)
                 break
-            sent += 1
-        return Delivery(sent=sent, total=len(messages))
+            receipts.append(tuple(sids) if isinstance(sids, tuple) else ())  # senders without receipts: None
+        return Delivery(
+            sent=len(receipts), total=len(messages), receipts=tuple(receipts), template=template is not None
+        )
+
+    async def typing(self, view: HandoffView) -> bool:
+        """Show the person that an advisor is writing, where the channel can; best effort."""
+        typing_to = getattr(outbound.sender_for(view.channel), "typing_to", None)
+        if typing_to is None:
+            return False
+        try:
+            return bool(await typing_to(view.conversation_id))
+        except Exception as error:
+            logger.info("typing indicator not shown on channel %s: %s", view.channel, error)
+            return False
 
     async def record(self, view: HandoffView, messages: tuple[Message, ...], author: str) -> None:
         async with self.agent.lock_store.lock(view.conversation_id):
@@ -201,6 +223,7 @@ class AdvisorConsole(InputChannel):
         @authenticated
         async def detail(request: Request, advisor, handoff_id: int) -> HTTPResponse:
             view, transcript = await run(desk.case, handoff_id, advisor, request.args.get("opened") == "1")
+            deliveries = await run(desk.store.deliveries, handoff_id)  # per line; a line added since: none
             try:
                 earlier = await earlier_history(request.app, view, transcript)
             except Exception:  # the record alone still lets the advisor work
@@ -210,7 +233,10 @@ class AdvisorConsole(InputChannel):
                 {
                     "handoff": view.as_json(),
                     "earlier": [line.as_json() for line in earlier],
-                    "transcript": [line.as_json() for line in transcript],
+                    "transcript": [
+                        {**line.as_json(), "delivery": delivery}
+                        for line, delivery in itertools.zip_longest(transcript, deliveries[: len(transcript)])
+                    ],
                 }
             )
 
@@ -230,6 +256,13 @@ class AdvisorConsole(InputChannel):
             if delivery.reachable and not delivery.delivered:
                 return _error(502, "el servicio de mensajería no aceptó el mensaje: intente de nuevo en un momento")
             return response.json({"ok": True, **delivery.as_json()}, status=201)
+
+        @console.route("/api/handoffs/<handoff_id:int>/typing", methods=["POST"])
+        @authenticated
+        async def typing(request: Request, advisor, handoff_id: int) -> HTTPResponse:
+            """The advisor is writing a reply: "typing…" for the person (WhatsApp), if possible."""
+            view = await run(desk.store.require_owner, handoff_id, advisor.id)
+            return response.json({"shown": await ChannelOutbox(request.app.ctx.agent).typing(view)})
 
         @console.route("/api/handoffs/<handoff_id:int>/notes", methods=["POST"])
         @authenticated

@@ -1,14 +1,19 @@
-"""Twilio as the WhatsApp channel uses it (no Rasa here): sending through the Messages API, checking a
-webhook's signature, and which failures mean Twilio took nothing.
+"""Twilio as the WhatsApp channel uses it (no Rasa here): sending through the Messages API (text,
+or content by its SID: buttons, lists, approved templates), creating content through the Content
+API, the typing indicator, checking a webhook's signature, and which failures mean Twilio took
+nothing.
 
-The client is pointed at TWILIO_API_BASE_URL, so tests run the SDK's real request path against a
-local stand-in.
+The client is pointed at TWILIO_API_BASE_URL (and the Content and Messaging domains at
+TWILIO_CONTENT_BASE_URL and TWILIO_MESSAGING_BASE_URL), so tests run the SDK's real request path
+against a local stand-in.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import aiohttp
@@ -26,6 +31,22 @@ http_logger.setLevel(logging.WARNING)
 
 EMPTY_TWIML = str(MessagingResponse())  # "received; nothing to answer in this response"
 SEND_TIMEOUT_SECONDS = 15.0
+CONTENT_TIMEOUT_SECONDS = 5.0  # creating content: on failure the numbered text goes instead
+TYPING_TIMEOUT_SECONDS = 3.0  # best effort: an answer never waits for it
+
+# WhatsApp's limits for interactive messages (Twilio's Content API documents them).
+QUICK_REPLY_MAX, QUICK_REPLY_TITLE = 3, 20
+LIST_MAX, LIST_ITEM_TITLE, LIST_BUTTON = 10, 24, 20
+INTERACTIVE_BODY = 1024
+BODY_VARIABLE = "{{1}}"  # one content per button set: the message's text goes in as variable 1
+
+
+class TimedHttpClient(AsyncTwilioHttpClient):
+    """The SDK's async client with its timeout applied: the SDK passes None on every call, which
+    aiohttp takes as "no time limit", so a Twilio that never answers would hold a message forever."""
+
+    async def request(self, method: str, url: str, *args: Any, timeout: float | None = None, **kwargs: Any) -> Any:
+        return await super().request(method, url, *args, timeout=timeout or self.timeout, **kwargs)
 
 
 class TwilioMessages:
@@ -39,13 +60,56 @@ class TwilioMessages:
     def client(self) -> Client:
         """Built on first use, inside the server's event loop (its aiohttp session needs one)."""
         if self._client is None:
-            http = AsyncTwilioHttpClient(timeout=SEND_TIMEOUT_SECONDS, logger=http_logger)
+            http = TimedHttpClient(timeout=SEND_TIMEOUT_SECONDS, logger=http_logger)
             self._client = Client(self.settings.twilio_account_sid, self.settings.twilio_auth_token, http_client=http)
+            # Each Twilio domain has its own base URL (api., content., messaging.twilio.com).
             self._client.api.base_url = self.settings.twilio_api_base_url
+            self._client.content.base_url = self.settings.twilio_content_base_url
+            self._client.messaging.base_url = self.settings.twilio_messaging_base_url
         return self._client
 
-    async def create(self, to: str, body: str) -> None:
-        await self.client().messages.create_async(to=to, from_=self.from_address, body=body)
+    async def create(
+        self,
+        to: str,
+        body: str | None = None,
+        content_sid: str | None = None,
+        variables: Mapping[str, str] | None = None,
+        status_callback: str | None = None,
+    ) -> str:
+        """Send a text, or a content by its SID with its variables; the new message's SID."""
+        options: dict[str, Any] = {"to": to, "from_": self.from_address}
+        if content_sid:
+            options["content_sid"] = content_sid
+            if variables:
+                options["content_variables"] = json.dumps(dict(variables), ensure_ascii=False)
+        else:
+            options["body"] = body
+        if status_callback:
+            options["status_callback"] = status_callback
+        message = await self.client().messages.create_async(**options)
+        return str(message.sid)
+
+    async def create_content(self, definition: Mapping[str, Any]) -> str:
+        """Create a content (the SDK has no method for it: its generic request, as the SDK would
+        send it, JSON); its SID. Raises TwilioRestException when Twilio refuses."""
+        url = self.client().content.absolute_url("v1/Content")
+        response = await self.client().request_async(
+            "POST",
+            url,
+            data=json.dumps(definition, ensure_ascii=False),
+            headers={"Content-Type": "application/json"},
+            timeout=CONTENT_TIMEOUT_SECONDS,
+        )
+        return str(_json_of(response, "POST", url)["sid"])
+
+    async def typing(self, message_sid: str) -> None:
+        """Show "typing…" to the person who sent `message_sid` (Twilio clears it when we answer or
+        after 25 seconds). Raises on failure; callers treat it as best effort."""
+        url = self.client().messaging.absolute_url("v2/Indicators/Typing.json")
+        response = await self.client().request_async(
+            "POST", url, data={"messageId": message_sid, "channel": "whatsapp"}, timeout=TYPING_TIMEOUT_SECONDS
+        )
+        _json_of(response, "POST", url)
 
     async def close(self) -> None:
         if self._client is not None:
@@ -64,6 +128,55 @@ class WebhookSignature:
             return False
         url = self.public_url + (f"?{query_string}" if query_string else "")
         return self.validator.validate(url, form, signature)
+
+
+def _json_of(response: Any, method: str, url: str) -> dict[str, Any]:
+    """The body of a successful response, or the TwilioRestException the SDK would raise."""
+    try:
+        payload = json.loads(response.text or "{}")
+    except ValueError:
+        payload = {}
+    if not 200 <= response.status_code < 300:
+        raise TwilioRestException(
+            response.status_code, url, payload.get("message") or response.text, payload.get("code"), method
+        )
+    return payload
+
+
+def interactive_content(buttons: Sequence[tuple[str, str]], list_button: str) -> dict[str, Any] | None:
+    """A Content API definition for WhatsApp's own buttons (up to 3 short titles, `twilio/quick-reply`)
+    or list (up to 10, `twilio/list-picker`, opened with `list_button`), the text as variable 1;
+    None when WhatsApp could not show these options (then they go as numbered text)."""
+    titles = [title for title, _ in buttons]
+    if not buttons or len({p for _, p in buttons}) != len(buttons) or any(not t.strip() for t in titles):
+        return None
+    if len(buttons) <= QUICK_REPLY_MAX and all(len(t) <= QUICK_REPLY_TITLE for t in titles):
+        kind = "twilio/quick-reply"
+        types = {kind: {"body": BODY_VARIABLE, "actions": [{"title": t, "id": p} for t, p in buttons]}}
+    elif len(buttons) <= LIST_MAX and all(len(t) <= LIST_ITEM_TITLE for t in titles):
+        kind = "twilio/list-picker"
+        items = [{"item": t, "id": p} for t, p in buttons]
+        types = {kind: {"body": BODY_VARIABLE, "button": list_button[:LIST_BUTTON], "items": items}}
+    else:
+        return None
+    digest = content_digest(types)
+    return {
+        "friendly_name": f"som_{kind.split('/')[1].replace('-', '_')}_{digest[:16]}",
+        "language": "es",
+        "variables": {"1": "-"},
+        "types": types,
+    }
+
+
+def content_digest(definition: Mapping[str, Any]) -> str:
+    """The same button set gives the same hash, whatever the order of its JSON keys."""
+    canonical = json.dumps(definition, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def refused(error: BaseException | None) -> bool:
+    """Twilio answered and refused the request (a 4xx other than 429): it took nothing."""
+    return isinstance(error, TwilioRestException) and 400 <= error.status < 500 and error.status != 429
 
 
 def retry_wait(error: Exception) -> float | None:

@@ -19,13 +19,16 @@ import uuid
 from pathlib import Path
 
 import sqlalchemy as sa
+import yaml
 from telegram.error import TelegramError
 
-from bot import evaluation, retention
+from bot import evaluation, report, retention
+from bot.database import engine_for
 from bot.dialogue import Responder
-from bot.handoff import HandoffError
+from bot.handoff import HandoffError, HandoffStore
 from bot.knowledge import ContentError, KnowledgeBase, LiveKnowledgeBase
-from bot.privacy import hash_id
+from bot.office_hours import OfficeHours
+from bot.privacy import hash_id, redact
 from bot.services import handoff_desk
 from bot.settings import CONTENT_DIR, NLU_DIR, PROJECT_ROOT, TELEGRAM_WEBHOOK_PATH, Settings
 from bot.text import plain
@@ -149,10 +152,64 @@ def cmd_advisors_add(settings: Settings, args: argparse.Namespace) -> int:
         password = sys.stdin.readline().rstrip("\n")
     try:
         handoff_desk().store.add_advisor(args.username, password, args.name)
+        if args.supervisor:
+            handoff_desk().store.set_supervisor(args.username)
     except HandoffError as error:
         print(f"No se creó la cuenta: {error}", file=sys.stderr)
         return 1
-    print(f"Cuenta de asesor '{args.username}' creada.")
+    role = " con rol de supervisor (panel de indicadores)" if args.supervisor else ""
+    print(f"Cuenta de asesor '{args.username}' creada{role}.")
+    return 0
+
+
+def cmd_advisors_promote(settings: Settings, args: argparse.Namespace) -> int:
+    """Grant (or, with --revoke, take away) the supervisor role: the dashboard and answer reviews."""
+    store = handoff_desk().store
+    try:
+        store.set_supervisor(args.username, not args.revoke)
+    except HandoffError as error:
+        print(f"No se cambió el rol: {error}", file=sys.stderr)
+        return 1
+    store.audit(None, "supervisor_revoked" if args.revoke else "supervisor_granted", None, args.username[:64])
+    if args.revoke:
+        print(f"'{args.username}' ya no es supervisor.")
+    else:
+        print(f"'{args.username}' es supervisor: puede abrir el panel /advisor/dashboard/.")
+    return 0
+
+
+def _titles(settings: Settings) -> dict[str, str]:
+    """Topic titles for the report; the bare topic names if the content does not load."""
+    try:
+        return dict(KnowledgeBase.load(settings.content_dir).titles)
+    except ContentError:
+        return {}
+
+
+def cmd_report(settings: Settings, args: argparse.Namespace) -> int:
+    """The SOM's figures for a period (Lima days), printed and optionally written as CSV."""
+    hours = OfficeHours.load(settings.office_hours_file)
+    now = args.now or dt.datetime.now(dt.timezone.utc)
+    try:
+        span = report.period(args.since, args.until, now, hours)
+    except report.PeriodError as error:
+        print(f"Periodo inválido: {error}.", file=sys.stderr)
+        return 2
+    store = HandoffStore(settings.handoff_database_url)
+    trackers = engine_for(settings.tracker_database_url)
+    try:
+        figures = report.figures(store, trackers, hours, span, now)
+    except sa.exc.SQLAlchemyError as error:
+        print(f"No se pudo leer los datos: la base de datos no respondió ({type(error).__name__}).", file=sys.stderr)
+        return 1
+    finally:
+        trackers.dispose()
+        store.engine.dispose()
+    titles = _titles(settings)
+    print(report.text_report(figures, titles), end="")
+    if args.csv:
+        Path(args.csv).write_text(report.csv_text(figures, titles), encoding="utf-8")
+        print(f"CSV escrito en {args.csv}")
     return 0
 
 
@@ -172,6 +229,52 @@ def _telegram_settings_missing(settings: Settings, *extra: str) -> bool:
     if missing:
         print(f"Faltan variables de entorno: {', '.join(missing)} (vea el README).", file=sys.stderr)
     return bool(missing)
+
+
+def cmd_review_export(settings: Settings, args: argparse.Namespace) -> int:
+    """The supervisors' reviews as material for the editors: NLU examples (data/nlu format) for the
+    intent of the entry that should have answered, and questions to add to that entry. Numbers and
+    e-mail addresses in what people wrote are masked."""
+    reviews = HandoffStore(settings.handoff_database_url).reviews()
+    kb = KnowledgeBase.load(settings.content_dir)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    by_intent: dict[str, list[str]] = {}
+    by_entry: dict[str, dict] = {}
+    skipped = 0
+    for review in reviews:
+        entry = kb.entries.get(review["expected_entry"])
+        if entry is None:  # removed from the content since
+            skipped += 1
+            continue
+        said = " ".join(redact(review["person_text"]).split())
+        intent = entry.intent or entry.topic
+        if intent and said not in by_intent.setdefault(intent, []):
+            by_intent[intent].append(said)
+        item = by_entry.setdefault(entry.id, {"id": entry.id, "title": entry.title, "file": entry.file,
+                                              "questions": [], "reviews": []})  # fmt: skip
+        if said not in item["questions"]:
+            item["questions"].append(said)
+        item["reviews"].append({
+            "assistant_answered": " ".join(redact(review["assistant_text"]).split()),
+            "comment": review["comment"], "supervisor": review["supervisor"], "at": review["created_at"],
+        })  # fmt: skip
+    nlu = "# Ejemplos de las revisiones de supervisores (python -m bot review export): revíselos antes de\n"
+    nlu += '# copiarlos a data/nlu/ y reentrenar.\nversion: "3.1"\n\nnlu:\n'
+    for intent, examples in sorted(by_intent.items()):
+        nlu += f"\n- intent: {intent}\n  examples: |\n" + "".join(f"    - {text}\n" for text in examples)
+    (out / "nlu_reviews.yml").write_text(nlu, encoding="utf-8")
+    entries = {"entries": sorted(by_entry.values(), key=lambda item: item["id"])}
+    (out / "entry_questions.yml").write_text(
+        "# Preguntas que debieron llevar a cada respuesta: agréguelas a `questions` en data/content/.\n"
+        + yaml.safe_dump(entries, allow_unicode=True, sort_keys=False, width=120),
+        encoding="utf-8",
+    )
+    print(f"{len(reviews) - skipped} revisión(es) exportada(s) a {out}/: nlu_reviews.yml (ejemplos para data/nlu/) "
+          "y entry_questions.yml (preguntas para data/content/).")  # fmt: skip
+    if skipped:
+        print(f"{skipped} revisión(es) nombran respuestas que ya no existen: se omitieron.", file=sys.stderr)
+    return 0
 
 
 def cmd_telegram_set_webhook(settings: Settings, args: argparse.Namespace) -> int:
@@ -265,7 +368,8 @@ def cmd_purge(settings: Settings, args: argparse.Namespace) -> int:
     print(
         f"Purga de lo anterior a {days:g} días: {report.conversations} conversación(es), "
         f"{report.handoffs} derivación(es) cerrada(s) y {report.abandoned_handoffs} abandonada(s), "
-        f"{report.audit_entries} registro(s) de auditoría, {report.sessions} sesión(es) de asesores vencida(s)"
+        f"{report.audit_entries} registro(s) de auditoría, {report.sessions} sesión(es) de asesores vencida(s), "
+        f"{report.reviews} revisión(es) de respuestas"
         + ("." if report.keys is None else f" y {report.keys} clave(s) en Redis.")
     )
     for problem in report.problems:
@@ -311,6 +415,7 @@ def _print_personal_data(report: retention.ForgetReport, erased: bool) -> None:
     naming, kept = ("la nombraban", "se conservan") if erased else ("la nombran", "se conservarán")
     print(f"  - auditoría: {h.audit_entries} registro(s) que {naming} ({kept}: quién hizo qué y cuándo, sin decir "
           "de qué caso)")  # fmt: skip
+    print(f"  - revisiones de respuestas que citan sus mensajes: {h.reviews}")
     if report.keys is not None:
         print(f"  - Redis: {report.keys} clave(s)")
     for problem in report.problems:
@@ -329,6 +434,14 @@ def _moment(text: str) -> dt.datetime:
     """An ISO date and time; without a zone, UTC."""
     moment = dt.datetime.fromisoformat(text)
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)
+
+
+def _day(text: str) -> dt.date:
+    """A date as YYYY-MM-DD, with the error in Spanish."""
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"«{text}» no es una fecha AAAA-MM-DD") from None
 
 
 def _interrupt(signum, frame) -> None:
@@ -420,7 +533,12 @@ def main(argv: list[str] | None = None) -> int:
     add = advisors.add_parser("add", help="crea una cuenta de asesor")
     add.add_argument("username")
     add.add_argument("--name", help="nombre que verá la persona (por defecto, el usuario)")
+    add.add_argument("--supervisor", action="store_true", help="con acceso al panel de indicadores")
     add.set_defaults(func=cmd_advisors_add)
+    promote = advisors.add_parser("promote", help="da (o quita, con --revoke) el rol de supervisor")
+    promote.add_argument("username")
+    promote.add_argument("--revoke", action="store_true", help="quita el rol")
+    promote.set_defaults(func=cmd_advisors_promote)
     revoke = advisors.add_parser("revoke", help="cierra todas las sesiones abiertas de un asesor")
     revoke.add_argument("username")
     revoke.set_defaults(func=cmd_advisors_revoke)
@@ -441,6 +559,18 @@ def main(argv: list[str] | None = None) -> int:
     forget.add_argument("--now", type=_moment, help=argparse.SUPPRESS)  # for tests
     forget.set_defaults(func=cmd_privacy_forget)
     commands.add_parser("shell", help="conversa con el asistente en esta terminal").set_defaults(func=cmd_shell)
+    review = commands.add_parser("review", help="revisiones de respuestas por supervisores").add_subparsers(
+        dest="action", required=True
+    )
+    review_export = review.add_parser("export", help="escribe las revisiones como ejemplos para los editores")
+    review_export.add_argument("--out", default=str(PROJECT_ROOT / "reports" / "reviews"), metavar="CARPETA")
+    review_export.set_defaults(func=cmd_review_export)
+    figures = commands.add_parser("report", help="indicadores de un periodo (días en hora de Lima)")
+    figures.add_argument("--since", type=_day, required=True, metavar="AAAA-MM-DD", help="primer día")
+    figures.add_argument("--until", type=_day, metavar="AAAA-MM-DD", help="último día (por defecto, hoy)")
+    figures.add_argument("--csv", metavar="ARCHIVO", help="escribe también los indicadores en CSV")
+    figures.add_argument("--now", type=_moment, help=argparse.SUPPRESS)  # for tests
+    figures.set_defaults(func=cmd_report)
     telegram = commands.add_parser("telegram", help="canal de Telegram").add_subparsers(dest="action", required=True)
     telegram.add_parser("set-webhook", help="registra el webhook en Telegram").set_defaults(
         func=cmd_telegram_set_webhook

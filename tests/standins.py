@@ -184,9 +184,28 @@ class StandIn:
 
 
 class TwilioStandIn(StandIn):
-    """POST /2010-04-01/Accounts/{sid}/Messages.json, with Basic auth, as Twilio answers it."""
+    """Twilio as our WhatsApp channel uses it, with Basic auth on every request:
+
+    - POST /2010-04-01/Accounts/{sid}/Messages.json: a text (Body), or a content (ContentSid, with
+      ContentVariables) created through the Content API or approved as a template (`approve`);
+    - POST /v1/Content (the Content API, JSON): twilio/quick-reply and twilio/list-picker, checked
+      against WhatsApp's limits;
+    - POST /v2/Indicators/Typing.json (the typing indicator), for an inbound message SID.
+
+    `status_callback` builds the signed callback Twilio would post for a message it took, to the
+    StatusCallback address that message asked for; `stall_next` makes it answer late (a timeout).
+    """
 
     MESSAGES = re.compile(r"^/2010-04-01/Accounts/(?P<sid>[^/]+)/Messages\.json$")
+    CONTENT = "/v1/Content"
+    TYPING = "/v2/Indicators/Typing.json"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.contents: dict[str, dict] = {}  # content SID -> its types (created or approved)
+        self.templates: set[str] = set()  # approved templates (usable outside the 24-hour window)
+        self.messages: dict[str, dict[str, str]] = {}  # message SID -> the parameters it was sent with
+        self._stalls: list[tuple[Callable[[Recorded], bool], float]] = []
 
     def env(self) -> dict[str, str]:
         return {
@@ -194,39 +213,180 @@ class TwilioStandIn(StandIn):
             "TWILIO_AUTH_TOKEN": TWILIO_AUTH_TOKEN,
             "TWILIO_WHATSAPP_FROM": TWILIO_WHATSAPP_FROM,
             "TWILIO_API_BASE_URL": self.url,
+            "TWILIO_CONTENT_BASE_URL": self.url,
+            "TWILIO_MESSAGING_BASE_URL": self.url,
         }
 
+    def approve(self, body: str) -> str:
+        """A template the operator had approved (its text with {{1}}-style variables); its SID."""
+        sid = "HX" + uuid.uuid4().hex
+        with self._lock:
+            self.contents[sid] = {"twilio/text": {"body": body}}
+            self.templates.add(sid)
+        return sid
+
+    def stall_next(self, seconds: float, when: Callable[[Recorded], bool] = lambda r: True) -> None:
+        """Answer the next request matching `when` only after `seconds` (it is still served)."""
+        with self._lock:
+            self._stalls.append((when, seconds))
+
     def respond(self, request: Recorded) -> tuple[int, dict]:
+        with self._lock:
+            stall = next(((i, s) for i, (when, s) in enumerate(self._stalls) if when(request)), None)
+            if stall is not None:
+                del self._stalls[stall[0]]
+        if stall is not None:
+            time.sleep(stall[1])
+        credentials = base64.b64encode(f"{TWILIO_ACCOUNT_SID}:{TWILIO_AUTH_TOKEN}".encode()).decode()
+        if request.headers.get("Authorization") != f"Basic {credentials}":
+            return 401, {"code": 20003, "message": "Authenticate", "status": 401}
+        if request.method == "POST" and request.path == self.CONTENT:
+            return self._create_content(request)
+        if request.method == "POST" and request.path == self.TYPING:
+            if request.params.get("channel") != "whatsapp" or not request.params.get("messageId", "").startswith(
+                ("SM", "MM")
+            ):
+                return 400, {"code": 21211, "message": "Invalid messageId or channel", "status": 400}
+            return 200, {"success": True}
         match = self.MESSAGES.match(request.path)
         if request.method != "POST" or not match:
             return 404, {"code": 20404, "message": "The requested resource was not found", "status": 404}
-        credentials = base64.b64encode(f"{TWILIO_ACCOUNT_SID}:{TWILIO_AUTH_TOKEN}".encode()).decode()
-        if match["sid"] != TWILIO_ACCOUNT_SID or request.headers.get("Authorization") != f"Basic {credentials}":
+        if match["sid"] != TWILIO_ACCOUNT_SID:
             return 401, {"code": 20003, "message": "Authenticate", "status": 401}
-        body, to, sender = request.params.get("Body", ""), request.params.get("To", ""), request.params.get("From", "")
-        if not body or not to.startswith("whatsapp:") or sender != TWILIO_WHATSAPP_FROM:
+        return self._create_message(request)
+
+    def _create_message(self, request: Recorded) -> tuple[int, dict]:
+        params = request.params
+        body, to, sender = params.get("Body", ""), params.get("To", ""), params.get("From", "")
+        content_sid = params.get("ContentSid", "")
+        if not (body or content_sid) or not to.startswith("whatsapp:") or sender != TWILIO_WHATSAPP_FROM:
             return 400, {"code": 21602, "message": "Message body, To and From are required", "status": 400}
         if len(body) > 1600:
             return 400, {"code": 21617, "message": "The message body exceeds the 1600 character limit", "status": 400}
+        if content_sid:
+            problem = self._content_problem(content_sid, params.get("ContentVariables", ""))
+            if problem:
+                return 400, {"code": 21656, "message": problem, "status": 400}
+        sid = "SM" + uuid.uuid4().hex
+        with self._lock:
+            self.messages[sid] = dict(params)
         return 201, {
-            "sid": "SM" + uuid.uuid4().hex,
+            "sid": sid,
             "account_sid": TWILIO_ACCOUNT_SID,
             "to": to,
             "from": sender,
-            "body": body,
+            "body": body or self.render(params),
             "status": "queued",
             "num_segments": "1",
             "direction": "outbound-api",
             "date_created": formatdate(usegmt=True),
-            "uri": f"/2010-04-01/Accounts/{TWILIO_ACCOUNT_SID}/Messages.json",
+            "uri": f"/2010-04-01/Accounts/{TWILIO_ACCOUNT_SID}/Messages/{sid}.json",
         }
+
+    def _content_problem(self, content_sid: str, variables: str) -> str | None:
+        with self._lock:
+            known, template = content_sid in self.contents, content_sid in self.templates
+        if not known:
+            return f"Content {content_sid} not found"
+        try:
+            values = json.loads(variables or "{}")
+        except ValueError:
+            return "ContentVariables is not valid JSON"
+        if not isinstance(values, dict) or not all(isinstance(v, str) for v in values.values()):
+            return "ContentVariables must map names to strings"
+        if template and any(re.search(r"[\n\t]| {5,}", v) for v in values.values()):
+            return "Template variables cannot have line breaks, tabs or more than 4 spaces in a row"
+        return None
+
+    def _create_content(self, request: Recorded) -> tuple[int, dict]:
+        if "json" not in (request.headers.get("Content-Type") or ""):
+            return 400, {"code": 20001, "message": "The Content API takes JSON", "status": 400}
+        try:
+            types = json.loads(request.params.get("types") or "null")
+        except ValueError:
+            types = None
+        problem = content_types_problem(types)
+        if problem or not request.params.get("friendly_name"):
+            return 400, {"code": 20001, "message": problem or "friendly_name is required", "status": 400}
+        sid = "HX" + uuid.uuid4().hex
+        with self._lock:
+            self.contents[sid] = types
+        return 201, {
+            "sid": sid,
+            "account_sid": TWILIO_ACCOUNT_SID,
+            "friendly_name": request.params["friendly_name"],
+            "language": request.params.get("language", "en"),
+            "variables": json.loads(request.params.get("variables") or "{}"),
+            "types": types,
+            "url": f"https://content.twilio.com/v1/Content/{sid}",
+        }
+
+    def render(self, params: dict[str, str]) -> str:
+        """What the person reads: the text, or the content's body with its variables filled in."""
+        if params.get("Body"):
+            return params["Body"]
+        with self._lock:
+            types = self.contents.get(params.get("ContentSid", ""), {})
+        body = next(iter(types.values()), {}).get("body", "")
+        values = json.loads(params.get("ContentVariables") or "{}")
+        return re.sub(r"\{\{(\w+)\}\}", lambda m: values.get(m.group(1), m.group(0)), body)
+
+    def status_callback(
+        self, message_sid: str, status: str, error_code: str | None = None
+    ) -> tuple[str, dict[str, str], str]:
+        """The callback Twilio posts when message `message_sid` reaches `status`: the address it goes
+        to (the message's StatusCallback), the form and its X-Twilio-Signature."""
+        with self._lock:
+            params = self.messages[message_sid]
+        url = params["StatusCallback"]
+        fields = {
+            "MessageSid": message_sid,
+            "SmsSid": message_sid,
+            "MessageStatus": status,
+            "SmsStatus": status,
+            "AccountSid": TWILIO_ACCOUNT_SID,
+            "From": params["From"],
+            "To": params["To"],
+            "ApiVersion": "2010-04-01",
+            "ChannelPrefix": "whatsapp",
+            **({"ErrorCode": error_code} if error_code else {}),
+        }
+        return url, fields, RequestValidator(TWILIO_AUTH_TOKEN).compute_signature(url, fields)
+
+    def calls(self, path: str) -> list[Recorded]:
+        return [r for r in self.recorded() if r.path == path]
 
     def attempts(self, to: str) -> list[Recorded]:
         return [r for r in self.recorded() if r.params.get("To") == to]
 
+    def accepted(self, to: str) -> list[Recorded]:
+        return [r for r in self.attempts(to) if r.status == 201]
+
     def bodies(self, to: str) -> list[str]:
-        """The messages Twilio accepted for `to`, in the order they were sent."""
-        return [r.params["Body"] for r in self.attempts(to) if r.status == 201]
+        """The messages Twilio accepted for `to`, in the order they were sent, as the person reads them."""
+        return [self.render(r.params) for r in self.accepted(to)]
+
+
+def content_types_problem(types: Any) -> str | None:
+    """Why the Content API would refuse these types, for the two our channel creates."""
+    if not isinstance(types, dict) or len(types) != 1:
+        return "types must hold one content type"
+    ((kind, data),) = types.items()
+    if kind == "twilio/quick-reply":
+        actions = data.get("actions") or []
+        if not data.get("body") or not 1 <= len(actions) <= 3:
+            return "quick-reply needs a body and 1 to 3 actions"
+        if any(not 1 <= len(a.get("title", "")) <= 20 or not a.get("id") for a in actions):
+            return "quick-reply titles are 1 to 20 characters, each with an id"
+        return None
+    if kind == "twilio/list-picker":
+        items = data.get("items") or []
+        if not data.get("body") or not 1 <= len(data.get("button", "")) <= 20 or not 1 <= len(items) <= 10:
+            return "list-picker needs a body, a button of up to 20 characters and 1 to 10 items"
+        if any(not 1 <= len(i.get("item", "")) <= 24 or not 1 <= len(i.get("id", "")) <= 200 for i in items):
+            return "list-picker items are 1 to 24 characters, ids up to 200"
+        return None
+    return f"unsupported content type {kind}"
 
 
 TOO_MANY_REQUESTS_TWILIO = {"code": 20429, "message": "Too Many Requests", "status": 429}

@@ -27,7 +27,7 @@ from bot.settings import PROJECT_ROOT, Settings
 from ops import runner
 
 NOW = dt.datetime(2031, 3, 10, 12, 0, tzinfo=dt.timezone.utc)
-TABLES = ("events", "handoffs", "handoff_messages", "advisor_audit")
+TABLES = ("events", "handoffs", "handoff_messages", "advisor_audit", "answer_reviews")
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,7 @@ def _seed(settings: Settings, trackers: SQLTrackerStore, person: Person, redis_l
     later = store.open(person.conversation, "whatsapp", "requested", 0, profile, [("person", person.phone)])
     store.cancel(later.id)
     store.audit(None, "login_failed", None, person.conversation)  # someone typed the id as a user name
+    store.add_review(advisor.id, person.conversation, f"soy {person.name}", "¿Quiso decir…?", "som.phone")
     store.engine.dispose()
     if redis_locks is not None:
         redis_locks.issue_ticket(person.conversation)
@@ -158,7 +159,7 @@ def test_forgetting_one_person_on_sqlite_leaves_the_other_untouched(tmp_path):
     ]  # fmt: skip
     assert audit[-1] == (
         None, "forget", None,
-        "tracker_events=2 handoffs=2 messages=4 notes=1 audit_entries=6 redis_keys=-",
+        "tracker_events=2 handoffs=2 messages=4 notes=1 audit_entries=6 reviews=1 redis_keys=-",
     )  # fmt: skip
     # Deleted means gone from the files too (secure_delete, and the write-ahead log emptied).
     assert ANA.phone.encode() not in files() and ANA.name.encode() not in files()
@@ -199,7 +200,7 @@ def test_forgetting_one_person_on_postgresql_and_redis_leaves_the_other_untouche
     assert keys() == [f"{prefix}:lock:{BETO.conversation}", f"{prefix}:whatsapp:seen:SM0001"]
     assert _audit_of_cases(settings)[-1] == (
         None, "forget", None,
-        "tracker_events=2 handoffs=2 messages=4 notes=1 audit_entries=6 redis_keys=1",
+        "tracker_events=2 handoffs=2 messages=4 notes=1 audit_entries=6 reviews=1 redis_keys=1",
     )  # fmt: skip
 
 

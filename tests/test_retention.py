@@ -112,6 +112,12 @@ def test_purge_deletes_what_is_past_the_period_in_every_store(stores):
     clock.now = NOW - 30 * DAY
     assert store.login("ana", "una-clave-larga")
 
+    # Reviews of answers quote what people wrote: the old one goes.
+    clock.now = NOW - 200 * DAY
+    store.add_review(1, "old", "hola", "¿Quiso decir…?", "som.phone")
+    clock.now = NOW - 2 * DAY
+    store.add_review(1, "recent", "hola", "¿Quiso decir…?", "som.phone")
+
     # Redis: the lock a replica left behind when it died mid-turn, and one being served now.
     if redis_client is not None:
         prefix = settings.redis_key_prefix
@@ -126,6 +132,8 @@ def test_purge_deletes_what_is_past_the_period_in_every_store(stores):
         abandoned_handoffs=1,
         audit_entries=1,
         sessions=1,
+        reviews=1,
+        receipts=0,
         keys=None if redis_client is None else 1,
     )
     if redis_client is not None:
@@ -133,6 +141,7 @@ def test_purge_deletes_what_is_past_the_period_in_every_store(stores):
     assert _senders(settings) == {"recent", "waiting-but-talking"}
     assert _conversations_with_handoffs(store) == {"recent", "waiting-but-talking"}
     assert store.audit_log() == [(1, "read", None)]
+    assert [review["conversation_id"] for review in store.reviews()] == ["recent"]
     with store._session() as s:
         assert s.query(AuditEntry.detail).one() == ("purged",)
         assert s.query(Session).count() == 1

@@ -9,6 +9,9 @@ const $ = (id) => document.getElementById(id);
 const REASONS = { requested: "Pidió un asesor", not_understood: "El asistente no entendió", sensitive: "Situación sensible" };
 const STATES = { waiting: "en espera", active: "en atención", closed: "cerrada", cancelled: "cancelada" };
 const AUTHORS = { person: "Persona", assistant: "Asistente", advisor: "Asesor", note: "Nota interna", system: "Sistema" };
+// How far a reply got, as WhatsApp reports it (delivery status callbacks).
+const DELIVERY = { accepted: "en cola", scheduled: "en cola", queued: "en cola", sending: "enviando", sent: "enviado",
+  delivered: "entregado", read: "leído", failed: "no se entregó", undelivered: "no se entregó" };
 
 function el(tag, props = {}, ...children) {
   const node = document.createElement(tag);
@@ -106,15 +109,18 @@ async function renderDetail(focus = false) {
   if (state.openId === null) return;
   // "opened": the advisor chose this case (audited every time); otherwise a refresh.
   const { handoff: h, transcript, earlier = [] } = await call(`/handoffs/${state.openId}${focus ? "?opened=1" : ""}`);
-  const signature = `${h.id}:${h.state}:${transcript.length}`;
+  const statuses = transcript.map((line) => (line.delivery ? line.delivery.status : "")).join(",");
+  const signature = `${h.id}:${h.state}:${transcript.length}:${statuses}`;
   if (!focus && signature === state.signature) return;  // keep what the advisor is typing
   state.signature = signature;
   if (!focus && transcript.length > state.seenLines && transcript.at(-1).author === "person") notify("Nuevo mensaje de la persona");
   const mine = h.state === "active" && h.advisor === sessionStorage.getItem("som-advisor");
   const profile = Object.entries(h.profile).filter(([, v]) => v).map(([k, v]) => el("span", {}, el("strong", {}, `${k}: `), v));
   const log = el("ol", { class: "transcript", "aria-label": "Conversación" }, ...[...earlier, ...transcript].map((line) =>
-    el("li", { class: line.author }, el("div", { class: "meta" }, `${AUTHORS[line.author] || line.author}${line.advisor ? ` (${line.advisor})` : ""} · ${when(line.at)}`),
-    el("p", { class: "text" }, line.text))));
+    el("li", { class: line.author + (line.delivery && line.delivery.failed ? " delivery-failed" : "") },
+      el("div", { class: "meta" }, `${AUTHORS[line.author] || line.author}${line.advisor ? ` (${line.advisor})` : ""} · ${when(line.at)}`,
+        ...(line.delivery ? [deliveryBadge(line.delivery)] : [])),
+      el("p", { class: "text" }, line.text))));
   const parts = [
     el("h2", { tabindex: "-1", id: "detail-title" }, `Conversación #${h.id} · ${REASONS[h.reason] || h.reason}`),
     el("p", { class: "meta" }, `Canal: ${h.channel} · Estado: ${STATES[h.state] || h.state}${h.advisor ? ` · Asesor: ${h.advisor}` : ""} · Desde ${when(h.created_at)}`),
@@ -130,8 +136,23 @@ async function renderDetail(focus = false) {
   if (focus) $("detail-title").focus();
 }
 
+function deliveryBadge(delivery) {
+  const label = DELIVERY[delivery.status] || delivery.status;
+  const template = delivery.template ? " · como plantilla" : "";
+  if (!delivery.failed) return el("span", { class: "delivery" }, ` · ${label}${template}`);
+  const code = delivery.error_code ? ` (error ${delivery.error_code})` : "";
+  return el("strong", { class: "delivery delivery-failed", role: "status" },
+    ` · ⚠ ${label}${code}${template}: intente de nuevo o contacte a la persona por otro medio`);
+}
+
 async function replyForm(h) {
-  const box = el("textarea", { id: "reply", rows: "3", "aria-label": "Respuesta para la persona" });
+  // While the advisor writes, the person sees "typing…" (WhatsApp; at most every 20 s, best effort).
+  let typingAt = 0;
+  const box = el("textarea", { id: "reply", rows: "3", "aria-label": "Respuesta para la persona", oninput: () => {
+    if (Date.now() - typingAt < 20000) return;
+    typingAt = Date.now();
+    call(`/handoffs/${h.id}/typing`, { method: "POST", body: "{}" }).catch(() => {});
+  } });
   const canned = (await call("/canned")).canned;
   const picker = el("select", { "aria-label": "Respuestas predefinidas", onchange: (e) => { box.value = e.target.value; box.focus(); } },
     el("option", { value: "" }, "Respuestas predefinidas…"), ...canned.map((c) => el("option", { value: c.text }, c.title)));
@@ -154,7 +175,9 @@ function noteForm(h) {
 async function act(path, body) {
   try {
     const done = await call(path, { method: "POST", body: JSON.stringify(body || {}) });
-    if (done.delivered === false) {
+    if (done.template) {
+      $("notice").textContent = "Pasaron más de 24 horas desde el último mensaje de la persona: se envió como plantilla aprobada de WhatsApp.";
+    } else if (done.delivered === false) {
       $("notice").textContent = (done.reachable === false
         ? "Quedó en el registro, pero este canal no permite enviarlo a la persona: contáctela por otro medio."
         : "Parte del mensaje no llegó a la persona: revise la conversación e intente de nuevo.");
