@@ -11,7 +11,7 @@ import datetime as dt
 import hashlib
 import json
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -86,6 +86,19 @@ class HandoffMessage(Base):
     advisor_id = sa.Column(sa.Integer, sa.ForeignKey("advisors.id"), nullable=True)
     text = sa.Column(sa.Text, nullable=False)
     created_at = sa.Column(sa.DateTime, nullable=False)
+
+
+class HandoffMedia(Base):
+    """A file the person sent during a hand-off: its type and the provider's address of it (Twilio's
+    media URL), never its bytes. An advisor's console fetches it from there when opened; the row
+    is erased with its hand-off (retention, `forget`)."""
+
+    __tablename__ = "handoff_media"
+    id = sa.Column(sa.Integer, primary_key=True)
+    handoff_id = sa.Column(sa.Integer, sa.ForeignKey("handoffs.id"), nullable=False, index=True)
+    message_id = sa.Column(sa.Integer, sa.ForeignKey("handoff_messages.id"), nullable=False)
+    content_type = sa.Column(sa.String(128), default="", nullable=False)
+    url = sa.Column(sa.Text, nullable=False)
 
 
 class AuditEntry(Base):
@@ -542,14 +555,47 @@ class HandoffStore:
             )
             return [TranscriptLine(m.author, m.text, m.created_at, name) for m, name in rows]
 
-    def add_message(self, handoff_id: int, author: str, text: str, advisor_id: int | None = None) -> None:
+    def add_message(
+        self,
+        handoff_id: int,
+        author: str,
+        text: str,
+        advisor_id: int | None = None,
+        media: Sequence[Mapping[str, Any]] = (),
+    ) -> None:
+        """Add a line to the record; `media` (the person's files: {"type", "url"}) keeps only where
+        each file is, for an advisor to open later."""
         with self._session() as s:
             record, now = self._record(s, handoff_id), self._now()
-            s.add(
-                HandoffMessage(handoff_id=handoff_id, author=author, text=text, advisor_id=advisor_id, created_at=now)
+            message = HandoffMessage(
+                handoff_id=handoff_id, author=author, text=text, advisor_id=advisor_id, created_at=now
             )
+            s.add(message)
             if author == "person":
                 record.last_person_message_at = now
+            files = [item for item in media if isinstance(item.get("url"), str) and item["url"]]
+            if files:
+                s.flush()  # the message's id
+                for item in files:
+                    content_type = str(item.get("type") or "")[:128]
+                    s.add(
+                        HandoffMedia(
+                            handoff_id=handoff_id, message_id=message.id, content_type=content_type, url=item["url"]
+                        )
+                    )
+
+    def media(self, handoff_id: int) -> list[tuple[int, str, str]]:
+        """The files the person sent during this hand-off, in order: (the line of the transcript
+        that carries it, its type, its URL)."""
+        with self._session() as s:
+            lines = {
+                message_id: index
+                for index, (message_id,) in enumerate(
+                    s.query(HandoffMessage.id).filter_by(handoff_id=handoff_id).order_by(HandoffMessage.id)
+                )
+            }
+            rows = s.query(HandoffMedia).filter_by(handoff_id=handoff_id).order_by(HandoffMedia.id)
+            return [(lines[m.message_id], m.content_type, m.url) for m in rows if m.message_id in lines]
 
     def claim(self, handoff_id: int, advisor_id: int) -> HandoffView:
         """Take a waiting hand-off; of two advisors claiming at once, exactly one wins."""
@@ -866,6 +912,7 @@ def _unlink_audit(s: Any, condition: Any, why: str) -> int:
 def _erase(s: Any, ids: list[int]) -> tuple[int, int, int]:
     """Delete these hand-offs and their messages: how many hand-offs, messages (notes aside) and notes."""
     of_these = HandoffMessage.handoff_id.in_(ids)
+    s.query(HandoffMedia).filter(HandoffMedia.handoff_id.in_(ids)).delete(synchronize_session=False)
     notes = s.query(HandoffMessage).filter(of_these, HandoffMessage.author == "note").delete(synchronize_session=False)
     messages = s.query(HandoffMessage).filter(of_these).delete(synchronize_session=False)
     handoffs = s.query(Handoff).filter(Handoff.id.in_(ids)).delete(synchronize_session=False)

@@ -163,8 +163,12 @@ class HandoffDesk:
             return self._say("handoff.queued_priority")
         return self._say("handoff.queued", position=self.store.position(view.id) or 1)
 
-    def on_person_message(self, conversation_id: str, text: str, channel: str) -> Decision:
-        """Route one inbound message: to the assistant, or into the hand-off.
+    def on_person_message(
+        self, conversation_id: str, text: str, channel: str, media: tuple[dict[str, Any], ...] = ()
+    ) -> Decision:
+        """Route one inbound message: to the assistant, or into the hand-off. Files the person sent
+        (`media`: their type and the provider's URL, never the bytes) stay on the hand-off's record
+        for an advisor to open.
 
         A hand-off takes messages only from the channel it was opened on: the same id arriving on
         another channel is not the same person, and goes to the assistant."""
@@ -178,7 +182,7 @@ class HandoffDesk:
         if view.state == "waiting" and plain(text) in LEAVE_WORDS:
             self.store.cancel(view.id)
             return Decision(to_assistant="/show_menu", replies=self._say("handoff.cancelled"))
-        self.store.add_message(view.id, "person", text)
+        self.store.add_message(view.id, "person", text, media=media)
         if view.state == "waiting" and view.mode == "message":
             self.store.mark_message_left(view.id)
             return Decision(to_assistant=None, replies=self._say("handoff.message_received"))

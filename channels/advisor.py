@@ -2,7 +2,8 @@
 
 The use cases live in `bot.handoff_desk`; this module only translates HTTP to them and back, and
 gives the desk its `Outbox`: the conversation's channel sender and its Rasa tracker. It also runs the
-sweep that tells people when nobody claimed their hand-off in time.
+sweep that tells people when nobody claimed their hand-off in time, and passes on a person's files
+(WhatsApp media) from Twilio when an advisor opens one: fetched then, streamed, never kept.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import itertools
 import logging
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,7 @@ from bot.ratelimit import RateLimiter
 from bot.services import handoff_desk, settings
 from channels import outbound
 from channels.requests import bearer_token, json_object, request_client
+from integrations.twilio import MediaError, MediaTooLarge, is_our_media_url, open_media
 
 logger = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "static" / "advisor"
@@ -119,14 +122,30 @@ class ChannelOutbox:
             await self.agent.tracker_store.save(tracker)
 
 
-async def earlier_history(request_app: Any, view: HandoffView, record: list[TranscriptLine]) -> list[TranscriptLine]:
-    """What the person and the assistant said in the session before the hand-off, as far as its
-    record lacks it: the record keeps only the recent turns the assistant saw."""
+@dataclass(frozen=True)
+class MediaRef:
+    """A file the person sent, as the console lists it: `n` is its number in the hand-off (the
+    files of the session before it first, then those sent during it, in order); `line` the
+    index of the line carrying it in `part` ("earlier" or "transcript"), if shown."""
+
+    n: int
+    content_type: str
+    url: str
+    part: str
+    line: int | None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"n": self.n, "type": self.content_type}
+
+
+async def _session_before(request_app: Any, view: HandoffView) -> list[tuple[TranscriptLine, list[dict[str, Any]]]]:
+    """The messages of the session the hand-off was opened in, up to its opening, each with the
+    files the person sent with it (kept in the message's metadata by Rasa's tracker)."""
     tracker = await request_app.ctx.agent.tracker_store.retrieve_full_tracker(view.conversation_id)
     if tracker is None:
         return []
     opened = view.created_at.replace(tzinfo=dt.timezone.utc).timestamp()
-    session: list[TranscriptLine] = []
+    session: list[tuple[TranscriptLine, list[dict[str, Any]]]] = []
     for event in tracker.events:
         if event.timestamp > opened:
             break
@@ -135,8 +154,51 @@ async def earlier_history(request_app: Any, view: HandoffView, record: list[Tran
         elif isinstance(event, UserUttered | BotUttered) and event.text:
             author = "person" if isinstance(event, UserUttered) else "assistant"
             at = dt.datetime.fromtimestamp(event.timestamp, dt.timezone.utc).replace(tzinfo=None)
-            session.append(TranscriptLine(author, event.text, at))
-    return missing_history(session, record)
+            media = (event.metadata or {}).get("media") if isinstance(event, UserUttered) else None
+            files = [m for m in media or () if isinstance(m, dict) and isinstance(m.get("url"), str) and m["url"]]
+            session.append((TranscriptLine(author, event.text, at), files))
+    return session
+
+
+async def earlier_history(
+    request_app: Any, view: HandoffView, record: list[TranscriptLine], media: list[MediaRef] | None = None
+) -> list[TranscriptLine]:
+    """What the person and the assistant said in the session before the hand-off, as far as its
+    record lacks it: the record keeps only the recent turns the assistant saw. With `media`, the
+    files of that session are added to it (see `MediaRef`)."""
+    session = await _session_before(request_app, view)
+    earlier = missing_history([line for line, _ in session], record)
+    if media is not None:
+        media.extend(_numbered(session, len(earlier)))
+    return earlier
+
+
+def _numbered(session: list[tuple[TranscriptLine, list[dict[str, Any]]]], shown: int) -> list[MediaRef]:
+    refs: list[MediaRef] = []
+    for index, (_, files) in enumerate(session):
+        for item in files:
+            line = index if index < shown else None
+            refs.append(MediaRef(len(refs), str(item.get("type") or ""), item["url"], "earlier", line))
+    return refs
+
+
+async def handoff_media(request_app: Any, view: HandoffView, store: Any) -> list[MediaRef]:
+    """Every file of the hand-off's conversation, numbered as the console shows them."""
+    refs = _numbered(await _session_before(request_app, view), 0)
+    for line, content_type, url in await asyncio.to_thread(store.media, view.id):
+        refs.append(MediaRef(len(refs), content_type, url, "transcript", line))
+    return refs
+
+
+def _media_headers(content_type: str, n: int) -> dict[str, str]:
+    """Shown in the console (images, audio) or saved (anything else); never cached, never run."""
+    shown = content_type.startswith(("image/", "audio/")) and content_type != "image/svg+xml"
+    return {
+        "Content-Disposition": f'{"inline" if shown else "attachment"}; filename="archivo-{n}"',
+        "Cache-Control": "no-store",
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "default-src 'none'; sandbox",
+    }
 
 
 class AdvisorConsole(InputChannel):
@@ -224,21 +286,71 @@ class AdvisorConsole(InputChannel):
         async def detail(request: Request, advisor, handoff_id: int) -> HTTPResponse:
             view, transcript = await run(desk.case, handoff_id, advisor, request.args.get("opened") == "1")
             deliveries = await run(desk.store.deliveries, handoff_id)  # per line; a line added since: none
+            media: list[MediaRef] = []
             try:
-                earlier = await earlier_history(request.app, view, transcript)
+                earlier = await earlier_history(request.app, view, transcript, media)
             except Exception:  # the record alone still lets the advisor work
                 logger.exception("could not read the conversation before hand-off %s", handoff_id)
-                earlier = []
+                earlier, media = [], []
+            for line, content_type, url in await run(desk.store.media, handoff_id):
+                media.append(MediaRef(len(media), content_type, url, "transcript", line))
+
+            def files(part: str, index: int) -> dict[str, Any]:
+                shown = [ref.as_json() for ref in media if (ref.part, ref.line) == (part, index)]
+                return {"media": shown} if shown else {}
+
             return response.json(
                 {
                     "handoff": view.as_json(),
-                    "earlier": [line.as_json() for line in earlier],
+                    "earlier": [{**line.as_json(), **files("earlier", i)} for i, line in enumerate(earlier)],
                     "transcript": [
-                        {**line.as_json(), "delivery": delivery}
-                        for line, delivery in itertools.zip_longest(transcript, deliveries[: len(transcript)])
+                        {**line.as_json(), "delivery": delivery, **files("transcript", i)}
+                        for i, (line, delivery) in enumerate(
+                            itertools.zip_longest(transcript, deliveries[: len(transcript)])
+                        )
                     ],
+                    "media": [ref.as_json() for ref in media],
                 }
             )
+
+        @console.route("/api/handoffs/<handoff_id:int>/media/<n:int>", methods=["GET"])
+        @authenticated
+        async def media_file(request: Request, advisor, handoff_id: int, n: int) -> HTTPResponse | None:
+            """A file the person sent, fetched from Twilio now and streamed through, never kept. For
+            the advisor who has the case, or any advisor while it waits; every access is audited."""
+            view = await run(desk.store.get, handoff_id)
+            if view.state != "waiting" and view.advisor_id != advisor.id:
+                await run(desk.store.audit, advisor.id, "media_refused", handoff_id, str(n))
+                raise NotYours("solo quien atiende la derivación puede abrir sus archivos")
+            refs = await handoff_media(request.app, view, desk.store)
+            ref = next((r for r in refs if r.n == n), None)
+            if ref is None:
+                return _error(404, "no existe ese archivo")
+            if not is_our_media_url(ref.url, settings()):
+                await run(desk.store.audit, advisor.id, "media_refused", handoff_id, f"{n}: not a Twilio media URL")
+                return _error(403, "ese archivo no es de la cuenta de Twilio del servicio: no se descarga")
+            await run(desk.store.audit, advisor.id, "media", handoff_id, str(n))
+            try:
+                async with open_media(settings(), ref.url) as download:
+                    headers = _media_headers(download.content_type, n)
+                    if download.length is None:
+                        # Size not told: read it (in memory, up to the limit) to answer 413 cleanly.
+                        body = b"".join([chunk async for chunk in download.chunks])
+                        return response.raw(body, headers=headers, content_type=download.content_type)
+                    headers["Content-Length"] = str(download.length)
+                    stream = await request.respond(headers=headers, content_type=download.content_type)
+                    try:
+                        async for chunk in download.chunks:
+                            await stream.send(chunk)
+                    except MediaError as error:  # headers are out: the browser sees the file is incomplete
+                        logger.warning("hand-off %s: file %s cut off: %s", handoff_id, n, error)
+                    await stream.eof()
+                    return None
+            except MediaTooLarge:
+                return _error(413, "el archivo es demasiado grande para mostrarlo en la consola")
+            except MediaError as error:
+                logger.warning("hand-off %s: file %s not available: %s", handoff_id, n, error)
+                return _error(502, "Twilio no entregó el archivo: puede haber vencido o no estar disponible")
 
         @console.route("/api/handoffs/<handoff_id:int>/claim", methods=["POST"])
         @authenticated
@@ -312,7 +424,9 @@ async def _sweep_forever(app: Any) -> None:
 def _page_headers() -> dict[str, str]:
     return {
         "Content-Security-Policy": (
-            "default-src 'self'; img-src 'self' data:; object-src 'none'; frame-ancestors 'none'"
+            # blob: the person's files, fetched with the advisor's token and shown in the page
+            "default-src 'self'; img-src 'self' data: blob:; media-src blob:; object-src 'none'; "
+            "frame-ancestors 'none'"
         ),
         "X-Content-Type-Options": "nosniff",
         "Cache-Control": "no-store",

@@ -41,9 +41,10 @@ async def deliver(on_new_message: OnNewMessage, message: UserMessage) -> None:
     If the assistant fails (the action server is down, say) the person is told so, never left
     without an answer."""
     written = _as_written(message)
+    media = tuple((message.metadata or {}).get("media") or ())
     try:
         decision = await asyncio.to_thread(
-            handoff_desk().on_person_message, message.sender_id, written, message.input_channel or ""
+            handoff_desk().on_person_message, message.sender_id, written, message.input_channel or "", media
         )
     except Exception:  # the hand-off store is unreachable: the assistant still answers
         logger.exception("hand-off check failed; passing the message to the assistant")

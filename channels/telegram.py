@@ -3,8 +3,11 @@ are behind `integrations/telegram.py`; here is what the SOM does with them.
 
 Unlike Rasa's Telegram connector, it checks the webhook's secret token, always answers Telegram
 200 (an error never makes Telegram redeliver in a loop), ignores redelivered updates, works in the
-background, answers every button press so the spinner stops, answers media, splits at Telegram's
-limit and escapes formatting. In groups it speaks only when addressed.
+background, answers every button press so the spinner stops and takes the pressed message's
+buttons away (an old button pressed later would answer out of context), shows "typing…" while an
+answer takes a while (and while an advisor writes), answers media, splits at Telegram's limit and
+escapes formatting, and paces messages to Telegram's flood limits (one a second per chat, in
+order; 30 a second in all). In groups it speaks only when addressed.
 
 Conversation ids are "telegram:<chat id>"; the outbound sender registered for advisors takes that
 id (or the bare chat id).
@@ -42,6 +45,8 @@ logger = logging.getLogger(__name__)
 PREFIX = "telegram:"
 COMMANDS = {"start": "/greet", "menu": "/show_menu"}
 EXPIRED_BUTTON_PAYLOAD = "/show_menu"  # for a button we cannot vouch for
+TYPING_AFTER_SECONDS = 1.0  # an answer slower than this shows "typing…" (best effort)
+TYPING_EVERY_SECONDS = 4.0  # Telegram shows it for 5 seconds: renewed while the answer is prepared
 
 
 def conversation_id(chat_id: int) -> str:
@@ -67,14 +72,33 @@ class TelegramSender:
         async with self._initialising:
             return await with_retries(self.api.ready, retry_wait)
 
+    async def typing_while(self, chat_id: int, after: float, every: float) -> None:
+        """Show "typing…" from `after` seconds on, renewed every `every` seconds, until cancelled;
+        a failure is logged and never reaches the answer."""
+        await asyncio.sleep(after)
+        while True:
+            try:
+                await self.api.typing(chat_id)
+            except Exception as error:  # best effort: a missing indicator is no reason to wait or fail
+                logger.info("telegram: typing indicator not shown: %s", error)
+            await asyncio.sleep(every)
+
+    async def typing_to(self, recipient_id: str) -> bool:
+        """Show "typing…" in this chat (an advisor is writing); raises on failure."""
+        await self.ready()
+        await self.api.typing(chat_id_of(recipient_id))
+        return True
+
     async def send(self, recipient_id: str, text: str, buttons: tuple[Option, ...] = ()) -> None:
         await self.ready()
         chunks = split_message(text, TELEGRAM_MAX_CHARS)
         keyboard = tuple((title, self.callback_data.for_payload(payload)) for title, payload in buttons)
-        for number, chunk in enumerate(chunks, 1):
-            rows = keyboard if number == len(chunks) else ()
-            send = partial(self.api.send_message, chat_id_of(recipient_id), telegram_html(chunk), rows)
-            await with_retries(send, retry_wait)
+        chat_id = chat_id_of(recipient_id)
+        async with self.api.turn(chat_id):  # no other message to this chat between parts or retries
+            for number, chunk in enumerate(chunks, 1):
+                rows = keyboard if number == len(chunks) else ()
+                send = partial(self.api.send_message, chat_id, telegram_html(chunk), rows)
+                await with_retries(send, retry_wait)
 
     async def close(self) -> None:
         await self.api.close()
@@ -130,12 +154,22 @@ class TelegramChannel(ProviderChannel):
             inbound = inbound_of(update, me, sender, received_at)
         else:
             return  # another kind of update, or a group message not for the bot
-        await self.inbound.handle(on_new_message, inbound)
+        typing = asyncio.create_task(
+            self.sender.typing_while(update.chat_id, TYPING_AFTER_SECONDS, TYPING_EVERY_SECONDS)
+        )
+        try:
+            await self.inbound.handle(on_new_message, inbound)
+        finally:
+            typing.cancel()
 
     async def _button_press(self, agent: Any, update: TelegramUpdate, sender: str, received_at: float) -> Inbound:
         """A button's payload; one the assistant never offered here (forged, or a key a restart
-        forgot) shows the menu."""
-        await self.sender.api.answer_callback_query(update.callback_query_id)
+        forgot) shows the menu. The press is acknowledged and the message's buttons taken away
+        (both best effort) before the answer."""
+        done = [self.sender.api.answer_callback_query(update.callback_query_id)]
+        if update.callback_message_id is not None:
+            done.append(self.sender.api.remove_keyboard(update.chat_id, update.callback_message_id))
+        await asyncio.gather(*done)
         payload = self.sender.callback_data.payload(update.callback_data)
         if payload is None or not await was_offered(agent, sender, payload):
             payload = EXPIRED_BUTTON_PAYLOAD

@@ -1,9 +1,10 @@
 """Telegram's Bot API as the channel and `python -m bot telegram …` use it (no Rasa here).
 
-An update read into the little the channel needs, sending HTML with an inline keyboard, answering
-button presses, the bot's own identity, and which failures mean Telegram took nothing; also
-registering the webhook with its secret, and a polling loop for development without a public URL.
-The `Bot` is pointed at TELEGRAM_API_BASE_URL, so tests use a local stand-in.
+An update read into the little the channel needs, sending HTML with an inline keyboard (paced to
+Telegram's flood limits), "typing…", answering button presses and taking their keyboard away, the
+bot's own identity, and which failures mean Telegram took nothing; also registering the webhook
+with its secret, and a polling loop for development without a public URL. The `Bot` is pointed at
+TELEGRAM_API_BASE_URL, so tests use a local stand-in.
 """
 
 from __future__ import annotations
@@ -11,13 +12,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from dataclasses import dataclass, replace
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
 import httpx
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Message, MessageEntity, Update
-from telegram.constants import ChatType, ParseMode
+from telegram.constants import ChatAction, ChatType, ParseMode
 from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError, TimedOut
 from telegram.request import HTTPXRequest
 
@@ -30,6 +35,10 @@ POLL_SECONDS = 25
 RETRY_SECONDS = 3.0
 FILE_KINDS = ("voice", "audio", "photo", "video", "video_note", "sticker", "document")
 ADDRESSING: list[str | None] = [MessageEntity.MENTION, MessageEntity.TEXT_MENTION, MessageEntity.BOT_COMMAND]
+# Telegram's flood limits (core.telegram.org/bots/faq): about one message a second to a chat, 30 a
+# second in all; python-telegram-bot's AIORateLimiter needs `aiolimiter`, so `SendPacer` does it.
+CHAT_INTERVAL = 1.0
+OVERALL_PER_SECOND = 30
 
 Keyboard = tuple[tuple[str, str], ...]  # (title, callback data): one button per row
 
@@ -54,6 +63,7 @@ class TelegramUpdate:
     chat_type: str = ""
     callback_query_id: str | None = None  # a button press, with its data
     callback_data: str = ""
+    callback_message_id: int | None = None  # the message whose button was pressed, if still accessible
     is_message: bool = False
     text: str = ""  # the message's text, or its media's caption
     media: tuple[dict[str, Any], ...] = ()
@@ -78,7 +88,8 @@ def read_update(data: Any) -> TelegramUpdate:
     chat = update.effective_chat
     read = TelegramUpdate(update.update_id, chat.id if chat else None, chat.type if chat else "")
     if query := update.callback_query:
-        return replace(read, callback_query_id=query.id, callback_data=query.data or "")
+        pressed = query.message.message_id if query.message and query.message.is_accessible else None
+        return replace(read, callback_query_id=query.id, callback_data=query.data or "", callback_message_id=pressed)
     message = update.message or update.edited_message
     if message is None:
         return read
@@ -113,21 +124,129 @@ def _addressing(message: Message) -> tuple[frozenset[int], tuple[str, ...]]:
     return frozenset(users), handles
 
 
-class TelegramBot:
-    """This deployment's bot as the channel uses it: who it is, sending, answering button presses."""
+@dataclass
+class _ChatPace:
+    turn: asyncio.Lock = field(default_factory=asyncio.Lock)  # a whole delivery, retries included
+    pace: asyncio.Lock = field(default_factory=asyncio.Lock)  # one attempt at a time
+    next_at: float = 0.0  # the clock's time before which this chat gets nothing more
+    users: int = 0
 
-    def __init__(self, settings: Settings) -> None:
+
+class SendPacer:
+    """Telegram's flood limits, kept by this process: to one chat, one request at a time and the
+    next no sooner than `chat_interval` after the previous one was answered; across chats, at most
+    `overall_per_second` requests in any second. A RetryAfter from Telegram also holds that chat
+    back as long as Telegram asked; retrying the refused message is the caller's rule (`retry_wait`).
+
+    `turn(chat)` keeps the order: a delivery holds the chat, retries included, so a later message
+    cannot overtake one being retried. Waiting is by sleeping until the time is due (no polling),
+    and waiters are served first come, first served (asyncio's locks are fair). `clock` and `sleep`
+    can be replaced, for tests.
+    """
+
+    KEPT_CHATS = 512  # idle chats beyond this many are forgotten (only once their pause is over)
+
+    def __init__(
+        self,
+        chat_interval: float = CHAT_INTERVAL,
+        overall_per_second: int = OVERALL_PER_SECOND,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+    ) -> None:
+        self.chat_interval = chat_interval
+        self.clock, self.sleep = clock, sleep
+        self._chats: dict[int, _ChatPace] = {}
+        self._recent: deque[float] = deque(maxlen=overall_per_second)  # start times of the last requests
+        self._overall = asyncio.Lock()
+
+    @asynccontextmanager
+    async def turn(self, chat_id: int) -> AsyncIterator[None]:
+        """The chat to oneself, after those who asked earlier: around everything one delivery sends."""
+        async with self._using(chat_id) as chat, chat.turn:
+            yield
+
+    @asynccontextmanager
+    async def message(self, chat_id: int) -> AsyncIterator[None]:
+        """Around one request that sends a message to `chat_id` (one attempt): enter when it may go."""
+        async with self._using(chat_id) as chat, chat.pace:
+            await self._until(chat.next_at)
+            await self.request()
+            try:
+                yield
+            except RetryAfter as error:
+                chat.next_at = self.clock() + _seconds(error.retry_after)
+                raise
+            finally:
+                chat.next_at = max(chat.next_at, self.clock() + self.chat_interval)
+
+    async def request(self) -> None:
+        """Wait for a place among the last second's requests (any chat, any method)."""
+        async with self._overall:
+            if len(self._recent) == self._recent.maxlen:
+                await self._until(self._recent[0] + 1.0)
+            self._recent.append(self.clock())
+
+    async def _until(self, moment: float) -> None:
+        wait = moment - self.clock()
+        if wait > 0:
+            await self.sleep(wait)
+
+    @asynccontextmanager
+    async def _using(self, chat_id: int) -> AsyncIterator[_ChatPace]:
+        if chat_id not in self._chats and len(self._chats) >= self.KEPT_CHATS:
+            now = self.clock()
+            for key, pace in list(self._chats.items()):
+                if pace.users == 0 and pace.next_at <= now:
+                    del self._chats[key]
+        chat = self._chats.setdefault(chat_id, _ChatPace())
+        chat.users += 1
+        try:
+            yield chat
+        finally:
+            chat.users -= 1
+
+
+def _seconds(after: int | float | timedelta) -> float:
+    """A RetryAfter's wait: seconds, or a timedelta with PTB_TIMEDELTA=true."""
+    return after.total_seconds() if isinstance(after, timedelta) else float(after)
+
+
+class TelegramBot:
+    """This deployment's bot as the channel uses it: who it is, sending (paced), "typing…",
+    answering button presses and taking their keyboards away."""
+
+    def __init__(self, settings: Settings, pacer: SendPacer | None = None) -> None:
         self.bot = make_bot(settings)
+        self.pacer = pacer or SendPacer()
 
     async def ready(self) -> BotIdentity:
         """The bot's identity; the first call initialises the bot (getMe), later ones ask nothing."""
         await self.bot.initialize()
         return BotIdentity(self.bot.id, self.bot.username)
 
+    def turn(self, chat_id: int) -> AbstractAsyncContextManager[None]:
+        """Hold the chat for one delivery (see `SendPacer.turn`): messages leave in order."""
+        return self.pacer.turn(chat_id)
+
     async def send_message(self, chat_id: int, html: str, keyboard: Keyboard = ()) -> None:
+        """One attempt, when Telegram's flood limits allow it."""
         rows = [[InlineKeyboardButton(title, callback_data=data)] for title, data in keyboard]
         markup = InlineKeyboardMarkup(rows) if rows else None
-        await self.bot.send_message(chat_id, html, parse_mode=ParseMode.HTML, reply_markup=markup)
+        async with self.pacer.message(chat_id):
+            await self.bot.send_message(chat_id, html, parse_mode=ParseMode.HTML, reply_markup=markup)
+
+    async def typing(self, chat_id: int) -> None:
+        """Shows "typing…" in the chat for up to 5 seconds, or until the bot's next message. Raises on failure."""
+        await self.pacer.request()
+        await self.bot.send_chat_action(chat_id, ChatAction.TYPING)
+
+    async def remove_keyboard(self, chat_id: int, message_id: int) -> None:
+        """Takes the buttons off a message, so they cannot be pressed again; a failure is only logged."""
+        try:
+            await self.pacer.request()
+            await self.bot.edit_message_reply_markup(chat_id, message_id, reply_markup=None)
+        except TelegramError as error:
+            logger.info("telegram: keyboard of a pressed message not removed (%s)", error)
 
     async def answer_callback_query(self, query_id: str) -> None:
         """Stops the button's spinner; a failure is only logged, the press is handled anyway."""
@@ -143,8 +262,7 @@ class TelegramBot:
 def retry_wait(error: Exception) -> float | None:
     """Retry only when Telegram did not take the message: flood control, a 5xx, or no connection."""
     if isinstance(error, RetryAfter):
-        after = error.retry_after  # seconds, or a timedelta with PTB_TIMEDELTA=true
-        return after.total_seconds() if isinstance(after, timedelta) else float(after)
+        return _seconds(error.retry_after)
     if isinstance(error, NetworkError) and not isinstance(error, TimedOut | BadRequest):
         cause = error.__cause__
         return 0.0 if cause is None or isinstance(cause, httpx.ConnectError) else None

@@ -13,8 +13,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from twilio.base.exceptions import TwilioRestException
@@ -39,6 +43,15 @@ QUICK_REPLY_MAX, QUICK_REPLY_TITLE = 3, 20
 LIST_MAX, LIST_ITEM_TITLE, LIST_BUTTON = 10, 24, 20
 INTERACTIVE_BODY = 1024
 BODY_VARIABLE = "{{1}}"  # one content per button set: the message's text goes in as variable 1
+
+# A person's file (inbound media), fetched only when an advisor opens it.
+MEDIA_MAX_BYTES = 16 * 1024 * 1024  # WhatsApp's own limit for a document is 100 MB; photos and audio are far below
+MEDIA_CHUNK = 64 * 1024
+MEDIA_MAX_REDIRECTS = 3  # Twilio answers with a redirect to its storage
+MEDIA_PATH = re.compile(
+    r"^/2010-04-01/Accounts/(?P<account>AC[0-9a-fA-F]{32})/Messages/(?:MM|SM)[0-9a-fA-F]{32}/Media/ME[0-9a-fA-F]{32}$"
+)
+CONTENT_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*$")
 
 
 class TimedHttpClient(AsyncTwilioHttpClient):
@@ -114,6 +127,84 @@ class TwilioMessages:
     async def close(self) -> None:
         if self._client is not None:
             await self._client.http_client.close()
+
+
+class MediaError(Exception):
+    """Twilio could not give a person's file (gone, refused, unreachable)."""
+
+
+class MediaTooLarge(MediaError):
+    """The file is larger than MEDIA_MAX_BYTES: not passed on."""
+
+
+@dataclass(frozen=True)
+class MediaDownload:
+    content_type: str
+    length: int | None  # as Twilio (its storage) announced it
+    chunks: AsyncIterator[bytes]
+
+
+def is_our_media_url(url: str, settings: Settings) -> bool:
+    """Whether `url` is the address of a file sent to our Twilio account: Twilio's API host (or the
+    configured TWILIO_API_BASE_URL), no credentials, query or fragment in it, and the path of a
+    message's media under our account SID. Anything else is never fetched (no SSRF through a URL
+    that came with a message)."""
+    try:
+        parts, base = urlsplit(url), urlsplit(settings.twilio_api_base_url)
+        port, base_port = parts.port, base.port
+    except ValueError:
+        return False
+    match = MEDIA_PATH.match(parts.path)
+    return bool(
+        match
+        and match["account"] == settings.twilio_account_sid
+        and (parts.scheme, parts.hostname, port) == (base.scheme, base.hostname, base_port)
+        and parts.scheme in ("https", "http")
+        and parts.username is None
+        and parts.password is None
+        and not parts.query
+        and not parts.fragment
+    )
+
+
+@asynccontextmanager
+async def open_media(settings: Settings, url: str, max_bytes: int | None = None) -> AsyncIterator[MediaDownload]:
+    """Stream a person's file from Twilio: GET with Basic auth (account SID, auth token), following
+    Twilio's redirect to its storage (aiohttp drops the credentials when the redirect leaves the
+    host). Nothing is written anywhere: the chunks go to whoever reads them. Raises MediaTooLarge
+    before reading when Twilio announces more than `max_bytes` (MEDIA_MAX_BYTES), and while reading when more come;
+    MediaError when Twilio refuses or cannot be reached. Only for URLs `is_our_media_url` accepts."""
+    max_bytes = max_bytes or MEDIA_MAX_BYTES
+    if not is_our_media_url(url, settings):
+        raise MediaError("not a media URL of this Twilio account")
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=SEND_TIMEOUT_SECONDS, sock_read=SEND_TIMEOUT_SECONDS)
+    auth = aiohttp.BasicAuth(settings.twilio_account_sid, settings.twilio_auth_token)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        try:
+            response = await session.get(url, auth=auth, allow_redirects=True, max_redirects=MEDIA_MAX_REDIRECTS)
+        except (aiohttp.ClientError, TimeoutError) as error:
+            raise MediaError(f"Twilio unreachable: {type(error).__name__}") from error
+        async with response:
+            if response.status != 200:
+                raise MediaError(f"Twilio answered {response.status}")
+            if response.content_length is not None and response.content_length > max_bytes:
+                raise MediaTooLarge(f"{response.content_length} bytes, more than {max_bytes}")
+            content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+            if not CONTENT_TYPE.match(content_type):
+                content_type = "application/octet-stream"
+
+            async def chunks() -> AsyncIterator[bytes]:
+                read = 0
+                try:
+                    async for chunk in response.content.iter_chunked(MEDIA_CHUNK):
+                        read += len(chunk)
+                        if read > max_bytes:
+                            raise MediaTooLarge(f"more than {max_bytes} bytes")
+                        yield chunk
+                except (aiohttp.ClientError, TimeoutError) as error:
+                    raise MediaError(f"download interrupted: {type(error).__name__}") from error
+
+            yield MediaDownload(content_type, response.content_length, chunks())
 
 
 class WebhookSignature:

@@ -190,7 +190,10 @@ class TwilioStandIn(StandIn):
       ContentVariables) created through the Content API or approved as a template (`approve`);
     - POST /v1/Content (the Content API, JSON): twilio/quick-reply and twilio/list-picker, checked
       against WhatsApp's limits;
-    - POST /v2/Indicators/Typing.json (the typing indicator), for an inbound message SID.
+    - POST /v2/Indicators/Typing.json (the typing indicator), for an inbound message SID;
+    - GET /2010-04-01/Accounts/{sid}/Messages/{MM…}/Media/{ME…}: a file a person sent (`add_media`),
+      answered like Twilio with a redirect to its storage (`/media-store/…`, no credentials needed
+      there: the address is the secret), which serves the bytes.
 
     `status_callback` builds the signed callback Twilio would post for a message it took, to the
     StatusCallback address that message asked for; `stall_next` makes it answer late (a timeout).
@@ -199,9 +202,13 @@ class TwilioStandIn(StandIn):
     MESSAGES = re.compile(r"^/2010-04-01/Accounts/(?P<sid>[^/]+)/Messages\.json$")
     CONTENT = "/v1/Content"
     TYPING = "/v2/Indicators/Typing.json"
+    MEDIA = re.compile(r"^/2010-04-01/Accounts/(?P<sid>[^/]+)/Messages/(?P<message>[^/]+)/Media/(?P<media>[^/]+)$")
+    MEDIA_STORE = "/media-store/"
 
     def __init__(self) -> None:
         super().__init__()
+        self.media: dict[str, tuple[str, bytes, bool]] = {}  # media path -> (content type, bytes, length told)
+        self._stored: dict[str, str] = {}  # storage token -> media path
         self.contents: dict[str, dict] = {}  # content SID -> its types (created or approved)
         self.templates: set[str] = set()  # approved templates (usable outside the 24-hour window)
         self.messages: dict[str, dict[str, str]] = {}  # message SID -> the parameters it was sent with
@@ -224,6 +231,52 @@ class TwilioStandIn(StandIn):
             self.contents[sid] = {"twilio/text": {"body": body}}
             self.templates.add(sid)
         return sid
+
+    def add_media(self, content: bytes, content_type: str, tell_length: bool = True) -> str:
+        """A file a person sent to our number: the MediaUrl Twilio would post with the message.
+        Without `tell_length`, the storage sends it with no Content-Length (to the connection's end)."""
+        path = f"/2010-04-01/Accounts/{TWILIO_ACCOUNT_SID}/Messages/MM{uuid.uuid4().hex}/Media/ME{uuid.uuid4().hex}"
+        with self._lock:
+            self.media[path] = (content_type, content, tell_length)
+        return self.url + path
+
+    def media_requests(self) -> list[Recorded]:
+        """Every request for a file: Twilio's media address and its storage."""
+        return [r for r in self.recorded() if self.MEDIA.match(r.path) or r.path.startswith(self.MEDIA_STORE)]
+
+    def _serve(self, handler: BaseHTTPRequestHandler) -> None:
+        path = urlsplit(handler.path).path
+        if handler.command != "GET" or not (self.MEDIA.match(path) or path.startswith(self.MEDIA_STORE)):
+            super()._serve(handler)
+            return
+        headers = dict(handler.headers)
+        credentials = base64.b64encode(f"{TWILIO_ACCOUNT_SID}:{TWILIO_AUTH_TOKEN}".encode()).decode()
+        with self._lock:
+            if path.startswith(self.MEDIA_STORE):
+                stored = self.media.get(self._stored.get(path[len(self.MEDIA_STORE) :], ""))
+                status = 200 if stored else 404
+            elif headers.get("Authorization") != f"Basic {credentials}":
+                stored, status = None, 401
+            elif path in self.media:
+                token = uuid.uuid4().hex
+                self._stored[token] = path
+                stored, status = None, 307
+            else:
+                stored, status = None, 404
+            self.requests.append(Recorded("GET", path, {}, headers, status))
+        handler.send_response(status)
+        if status == 307:
+            handler.send_header("Location", f"{self.url}{self.MEDIA_STORE}{token}")
+        if stored:
+            content_type, content, tell_length = stored
+            handler.send_header("Content-Type", content_type)
+            if tell_length:
+                handler.send_header("Content-Length", str(len(content)))
+            handler.end_headers()
+            handler.wfile.write(content)
+            return
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
 
     def stall_next(self, seconds: float, when: Callable[[Recorded], bool] = lambda r: True) -> None:
         """Answer the next request matching `when` only after `seconds` (it is still served)."""
@@ -420,10 +473,13 @@ def telegram_html_problem(text: str) -> str | None:
 class TelegramStandIn(StandIn):
     """/bot<token>/<method> for the methods we call, answering as the Bot API does."""
 
+    CHAT_ACTIONS = ("typing", "upload_photo", "record_voice", "upload_document", "find_location")
+
     def __init__(self) -> None:
         super().__init__()
         self._message_ids = itertools.count(1000)
         self._updates: list[dict] = []
+        self._accepted: list[tuple[float, int, str]] = []  # (time.monotonic(), chat id, text) of each message taken
 
     def env(self) -> dict[str, str]:
         return {
@@ -450,9 +506,19 @@ class TelegramStandIn(StandIn):
             if problem or not text or len(html.unescape(re.sub(r"<[^>]+>", "", text))) > 4096:
                 return 400, {"ok": False, "error_code": 400, "description": f"Bad Request: {problem or 'bad text'}"}
             chat = {"id": int(params["chat_id"]), "type": "private"}
+            with self._lock:
+                self._accepted.append((time.monotonic(), chat["id"], text))
             return _ok({"message_id": next(self._message_ids), "date": int(time.time()), "chat": chat, "text": text})
         if method == "getupdates":
             return _ok(self._take_updates(int(params.get("offset") or 0), float(params.get("timeout") or 0)))
+        if method == "sendchataction":
+            if not params.get("chat_id") or params.get("action") not in self.CHAT_ACTIONS:
+                return 400, {"ok": False, "error_code": 400, "description": "Bad Request: wrong parameter action"}
+            return _ok(True)
+        if method == "editmessagereplymarkup":
+            if not params.get("chat_id") or not params.get("message_id"):
+                return 400, {"ok": False, "error_code": 400, "description": "Bad Request: message to edit not found"}
+            return _ok(True)  # Telegram answers with the edited message; True is what it says for inline ones
         if method in ("answercallbackquery", "setwebhook", "deletewebhook"):
             return _ok(True)
         return 404, {"ok": False, "error_code": 404, "description": "Not Found"}
@@ -478,6 +544,22 @@ class TelegramStandIn(StandIn):
 
     def texts(self, chat_id: int) -> list[str]:
         return [r.params["text"] for r in self.sent(chat_id)]
+
+    def accepted_at(self, chat_id: int) -> list[tuple[float, str]]:
+        """When (`time.monotonic()`) each message to `chat_id` was taken, and its text, in order."""
+        with self._lock:
+            return [(at, text) for at, chat, text in self._accepted if chat == chat_id]
+
+    def chat_actions(self, chat_id: int) -> list[Recorded]:
+        return [r for r in self.calls("sendChatAction") if r.params.get("chat_id") == str(chat_id)]
+
+    def keyboards_removed(self, chat_id: int) -> list[Recorded]:
+        """editMessageReplyMarkup requests for `chat_id` that left no keyboard."""
+        return [
+            r
+            for r in self.calls("editMessageReplyMarkup")
+            if r.params.get("chat_id") == str(chat_id) and not json.loads(r.params.get("reply_markup") or "{}")
+        ]
 
 
 def _ok(result: Any) -> tuple[int, dict]:

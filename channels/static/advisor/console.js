@@ -108,7 +108,7 @@ async function openHandoff(id) {
 async function renderDetail(focus = false) {
   if (state.openId === null) return;
   // "opened": the advisor chose this case (audited every time); otherwise a refresh.
-  const { handoff: h, transcript, earlier = [] } = await call(`/handoffs/${state.openId}${focus ? "?opened=1" : ""}`);
+  const { handoff: h, transcript, earlier = [], media = [] } = await call(`/handoffs/${state.openId}${focus ? "?opened=1" : ""}`);
   const statuses = transcript.map((line) => (line.delivery ? line.delivery.status : "")).join(",");
   const signature = `${h.id}:${h.state}:${transcript.length}:${statuses}`;
   if (!focus && signature === state.signature) return;  // keep what the advisor is typing
@@ -120,12 +120,17 @@ async function renderDetail(focus = false) {
     el("li", { class: line.author + (line.delivery && line.delivery.failed ? " delivery-failed" : "") },
       el("div", { class: "meta" }, `${AUTHORS[line.author] || line.author}${line.advisor ? ` (${line.advisor})` : ""} · ${when(line.at)}`,
         ...(line.delivery ? [deliveryBadge(line.delivery)] : [])),
-      el("p", { class: "text" }, line.text))));
+      el("p", { class: "text" }, line.text),
+      ...(line.media ? [mediaButtons(h.id, line.media)] : []))));
+  // Files of the session whose line is not shown above (the record starts with it) still open.
+  const onLines = new Set([...earlier, ...transcript].flatMap((line) => (line.media || []).map((m) => m.n)));
+  const loose = media.filter((m) => !onLines.has(m.n));
   const parts = [
     el("h2", { tabindex: "-1", id: "detail-title" }, `Conversación #${h.id} · ${REASONS[h.reason] || h.reason}`),
     el("p", { class: "meta" }, `Canal: ${h.channel} · Estado: ${STATES[h.state] || h.state}${h.advisor ? ` · Asesor: ${h.advisor}` : ""} · Desde ${when(h.created_at)}`),
     el("div", { class: "profile" }, ...(profile.length ? profile : [el("span", { class: "meta" }, "Sin datos del perfil")])),
     log,
+    ...(loose.length ? [el("div", { class: "files" }, el("span", { class: "meta" }, "Archivos de la conversación: "), mediaButtons(h.id, loose))] : []),
   ];
   if (h.state === "waiting") parts.push(el("div", { class: "actions" }, el("button", { onclick: () => act(`/handoffs/${h.id}/claim`) }, "Atender esta conversación")));
   if (mine) parts.push(await replyForm(h));
@@ -134,6 +139,43 @@ async function renderDetail(focus = false) {
   log.scrollTop = log.scrollHeight;
   state.seenLines = transcript.length;
   if (focus) $("detail-title").focus();
+}
+
+// A person's file is fetched from WhatsApp only when the advisor asks (with the session's token),
+// shown here (images, audio) or saved (anything else), and never kept by the console.
+function mediaButtons(handoffId, files) {
+  const box = el("div", { class: "media" });
+  for (const file of files) {
+    const kind = file.type.startsWith("image/") ? "imagen" : file.type.startsWith("audio/") ? "audio" : "archivo";
+    box.append(el("button", { type: "button", class: "secondary", "data-media": String(file.n),
+      onclick: (e) => openMedia(handoffId, file, e.currentTarget) }, `Ver ${kind} (${file.type || "sin tipo"})`));
+  }
+  return box;
+}
+
+async function openMedia(handoffId, file, button) {
+  button.disabled = true;
+  try {
+    const res = await fetch(`${api}/handoffs/${handoffId}/media/${file.n}`, { headers: { Authorization: `Bearer ${state.token}` } });
+    if (res.status === 401) { logout(); throw new Error("Su sesión terminó: ingrese de nuevo."); }
+    if (!res.ok) throw new Error((await res.json().catch(() => ({}))).error || `Error ${res.status}`);
+    const type = (res.headers.get("Content-Type") || "").split(";")[0];
+    const url = URL.createObjectURL(await res.blob());
+    const inline = (res.headers.get("Content-Disposition") || "").startsWith("inline");
+    let shown;
+    if (inline && type.startsWith("image/")) shown = el("img", { src: url, alt: "Imagen enviada por la persona", class: "media-view" });
+    else if (inline && type.startsWith("audio/")) shown = el("audio", { src: url, controls: "", class: "media-view" });
+    else {
+      const link = el("a", { href: url, download: `archivo-${file.n}` }, `Guardar archivo (${type})`);
+      link.click();
+      shown = link;
+    }
+    button.replaceWith(shown);
+    if (shown.tagName === "A") setTimeout(() => URL.revokeObjectURL(url), 60000);
+  } catch (error) {
+    $("notice").textContent = error.message;
+    button.disabled = false;
+  }
 }
 
 function deliveryBadge(delivery) {
