@@ -241,6 +241,9 @@ class HandoffDesk:
         self.store.audit(None, "sessions_revoked", None, f"{username[:64]}: {ended}")
         return ended
 
+    def is_supervisor(self, advisor: Advisor) -> bool:
+        return self.store.is_supervisor(advisor.id)
+
     def advisor_for(self, token: str) -> Advisor | None:
         return self.store.advisor_for_token(token)
 

@@ -264,7 +264,8 @@ class AdvisorConsole(InputChannel):
             if signed_in is None:
                 return _error(401, "usuario o contraseña incorrectos")
             token, advisor = signed_in
-            return response.json({"token": token, "advisor": advisor.name})
+            supervisor = await run(desk.is_supervisor, advisor)
+            return response.json({"token": token, "advisor": advisor.name, "supervisor": supervisor})
 
         @console.route("/api/logout", methods=["POST"])
         @authenticated

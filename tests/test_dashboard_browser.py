@@ -78,7 +78,8 @@ def test_a_supervisor_sees_the_charts_and_downloads_the_csv(var_dir, browser):  
         page = sign_in(context, server.url, "sara.supervisora")
         requests: list[str] = []
         page.on("request", lambda request: requests.append(request.url))
-        page.goto(f"{server.url}/advisor/dashboard/")
+        page.get_by_role("link", name="Panel de indicadores").click()  # the console leads supervisors there
+        page.wait_for_url(f"{server.url}/advisor/dashboard/")
         page.get_by_label("Desde").fill("2026-12-01")
         page.get_by_label("Hasta").fill("2026-12-02")
         page.get_by_role("button", name="Ver").click()
@@ -114,6 +115,7 @@ def test_other_advisors_and_strangers_are_told_what_to_do(var_dir, browser):  # 
     with ServerThread() as server:
         context = browser.new_context()
         page = sign_in(context, server.url, "rosa.canales")
+        assert not page.get_by_role("link", name="Panel de indicadores").is_visible()
         page.goto(f"{server.url}/advisor/dashboard/")
         page.get_by_role("status").filter(has_text="no tiene el rol de supervisor").wait_for(timeout=TIMEOUT)
         assert page.locator("#charts svg").count() == 0

@@ -58,6 +58,7 @@ function logout() {
 $("logout").addEventListener("click", async () => {
   try { await call("/logout", { method: "POST" }); } catch (_) { /* signed out here either way */ }
   sessionStorage.removeItem("som-advisor");
+  sessionStorage.removeItem("som-supervisor");
   logout();
 });
 
@@ -69,6 +70,7 @@ $("login").addEventListener("submit", async (event) => {
     state.token = body.token;
     sessionStorage.setItem("som-token", body.token);
     sessionStorage.setItem("som-advisor", body.advisor);
+    sessionStorage.setItem("som-supervisor", body.supervisor ? "1" : "");
     start();
   } catch (error) { $("login-error").textContent = error.message; }
 });
@@ -236,6 +238,7 @@ async function poll() {
 function start() {
   $("login").hidden = true; $("desk").hidden = false;
   $("who").hidden = false; $("who-name").textContent = sessionStorage.getItem("som-advisor") || "";
+  $("dashboard-link").hidden = sessionStorage.getItem("som-supervisor") !== "1";
   poll();
 }
 
