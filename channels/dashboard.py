@@ -124,6 +124,21 @@ class AdvisorDashboard(InputChannel):
             wrapper.__name__ = handler.__name__
             return wrapper
 
+        def given(query):
+            """Hand the route what `query` found for the request; a 400 with what is wrong with it."""
+
+            def decorate(handler):
+                async def wrapper(request: Request, advisor: Advisor) -> HTTPResponse:
+                    found = await run(query, request)
+                    if isinstance(found, str):
+                        return _error(400, found)
+                    return await handler(request, advisor, found)
+
+                wrapper.__name__ = handler.__name__
+                return wrapper
+
+            return decorate
+
         @dashboard.route("/", methods=["GET"])
         async def page(request: Request) -> HTTPResponse:
             return await response.file(STATIC_DIR / "index.html", headers=_page_headers())
@@ -137,26 +152,20 @@ class AdvisorDashboard(InputChannel):
 
         @dashboard.route("/api/figures", methods=["GET"])
         @supervisors_only
-        async def figures(request: Request, advisor: Advisor) -> HTTPResponse:
-            found = await run(compute, request)
-            if isinstance(found, str):
-                return _error(400, found)
+        @given(compute)
+        async def figures(request: Request, advisor: Advisor, found: report.Figures) -> HTTPResponse:
             return response.json(found.as_json(), headers={"Cache-Control": "no-store"})
 
         @dashboard.route("/api/charts", methods=["GET"])
         @supervisors_only
-        async def charts(request: Request, advisor: Advisor) -> HTTPResponse:
-            found = await run(compute, request)
-            if isinstance(found, str):
-                return _error(400, found)
+        @given(compute)
+        async def charts(request: Request, advisor: Advisor, found: report.Figures) -> HTTPResponse:
             return response.html(render(found, titles()), headers={"Cache-Control": "no-store"})
 
         @dashboard.route("/api/export.csv", methods=["GET"])
         @supervisors_only
-        async def export(request: Request, advisor: Advisor) -> HTTPResponse:
-            found = await run(compute, request)
-            if isinstance(found, str):
-                return _error(400, found)
+        @given(compute)
+        async def export(request: Request, advisor: Advisor, found: report.Figures) -> HTTPResponse:
             name = f"indicadores-som-{found.since.isoformat()}-{found.until.isoformat()}.csv"
             return response.text(
                 report.csv_text(found, titles()),
@@ -166,10 +175,8 @@ class AdvisorDashboard(InputChannel):
 
         @dashboard.route("/api/turns", methods=["GET"])
         @supervisors_only
-        async def recent(request: Request, advisor: Advisor) -> HTTPResponse:
-            found = await run(turns, request)
-            if isinstance(found, str):
-                return _error(400, found)
+        @given(turns)
+        async def recent(request: Request, advisor: Advisor, found: list[report.Turn]) -> HTTPResponse:
             return response.json({"turns": [t.as_json() for t in found]}, headers={"Cache-Control": "no-store"})
 
         @dashboard.route("/api/entries", methods=["GET"])

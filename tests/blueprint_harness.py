@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 from urllib.parse import urljoin
 
 import httpx
+import pytest
 from rasa.core.agent import Agent
 from rasa.core.channels.channel import InputChannel, UserMessage
 from rasa.core.lock_store import InMemoryLockStore
@@ -51,6 +52,15 @@ LIFESPAN_DEADLINE = 10.0
 IDLE_DEADLINE = 10.0
 BASE_URL = "http://testserver"
 WEBHOOKS = "/webhooks/"  # where Rasa mounts input channels (`rasa.core.channels.channel.register`)
+
+
+def channel_test_marks(timeout: int) -> list[pytest.MarkDecorator]:
+    """A channel test module's `pytestmark`: its deadline, and quiet about Sanic's warning, for every
+    request in ASGI mode, that stop listeners run as late as it can."""
+    return [
+        pytest.mark.timeout(timeout),
+        pytest.mark.filterwarnings("ignore:You have set a listener:UserWarning"),
+    ]
 
 
 def _enable_sanic_test_mode() -> None:
@@ -137,6 +147,17 @@ class ScriptedAssistant:
             data = {"buttons": answer["buttons"]} if answer.get("buttons") else {}
             tracker.update(BotUttered(answer.get("text"), data))
         await self.agent.tracker_store.save(tracker)
+
+
+class SlowAssistant(ScriptedAssistant):
+    """A `ScriptedAssistant` that takes `seconds` before answering texts that start with "lento"."""
+
+    seconds: float = 1.6
+
+    async def __call__(self, message: UserMessage) -> None:
+        if message.text.startswith("lento"):
+            await asyncio.sleep(self.seconds)
+        await super().__call__(message)
 
 
 class Lifespan:

@@ -1,4 +1,5 @@
-"""Shared fixtures: the knowledge base, and a real trained assistant on free ports."""
+"""Shared fixtures: the knowledge base, a fresh process environment for the in-process channel
+tests, and a real trained assistant on free ports."""
 
 from __future__ import annotations
 
@@ -8,14 +9,19 @@ import random
 import shutil
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from standins import PUBLIC_URL, Advisor, TelegramStandIn, TwilioStandIn
 
+import channels.advisor
+from bot import services
 from bot.handoff import HandoffStore
 from bot.knowledge import KnowledgeBase
+from bot.ratelimit import RateLimiter
 from bot.settings import CONTENT_DIR, Settings
+from channels import outbound
 from ops import runner
 from ops.runner import free_port
 
@@ -27,6 +33,69 @@ days: [lunes, martes, miércoles, jueves, viernes, sábado, domingo]
 opens: "00:00"
 closes: "23:59:59"
 """
+
+
+# --- environment of the in-process channel tests ---------------------------------------------
+
+
+# Variables of other profiles that must not leak in from the shell running the tests.
+UNSET = (
+    "DATABASE_URL", "REDIS_URL", "REDIS_KEY_PREFIX", "AMQP_URL", "SOM_CONTENT_DIR",
+    "WEBCHAT_ALLOWED_ORIGINS", "WEBCHAT_JWT_KEY", "REST_TOKEN", "TRUSTED_PROXIES", "WEB_CONVERSATION_RATE",
+    "WEB_CLIENT_RATE", "HANDOFFS_PER_CLIENT_HOUR",
+)  # fmt: skip
+
+
+class Environment:
+    """The process environment one test runs in: a temporary var dir, the stand-ins' URLs and
+    secrets, always-open office hours; and nothing a previous test left in the process."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, variables: dict[str, str]) -> None:
+        self.monkeypatch = monkeypatch
+        self.variables = dict(variables)
+        for name in UNSET:
+            monkeypatch.delenv(name, raising=False)
+        self.set(**variables)
+        # Per-process registries: the senders channels register for advisors, the login limiter.
+        monkeypatch.setattr(outbound, "_senders", {})
+        monkeypatch.setattr(channels.advisor, "login_attempts", RateLimiter(limit=5, window_seconds=300))
+
+    def set(self, **variables: str) -> None:
+        """Change variables; what `bot.services` built from the old ones is rebuilt on next use."""
+        for name, value in variables.items():
+            self.monkeypatch.setenv(name, value)
+        self.variables.update(variables)
+        forget_services()
+
+    def settings(self) -> Settings:
+        return Settings.from_env(self.variables)
+
+
+def forget_services() -> None:
+    """Drop what `bot.services` cached from an earlier environment. The knowledge base is kept while
+    it reads the same content directory (loading it takes half a second)."""
+    content_dir = Settings.from_env().content_dir
+    services.settings.cache_clear()
+    services.handoff_desk.cache_clear()
+    if services.knowledge_base.cache_info().currsize and services.knowledge_base().directory != content_dir:
+        services.knowledge_base.cache_clear()
+
+
+@pytest.fixture
+def environment(tmp_path, monkeypatch, twilio_standin, telegram_standin) -> Iterator[Environment]:
+    hours = tmp_path / "office_hours.yml"
+    hours.write_text(ALWAYS_OPEN_HOURS, encoding="utf-8")
+    variables = {
+        **twilio_standin.env(),
+        **telegram_standin.env(),
+        "PUBLIC_URL": PUBLIC_URL,
+        "SOM_VAR_DIR": str(tmp_path / "var"),
+        "SOM_OFFICE_HOURS_FILE": str(hours),
+        "HANDOFF_WAIT_MINUTES": "10",
+        "HANDOFF_SWEEP_SECONDS": "3600",
+    }
+    yield Environment(monkeypatch, variables)
+    forget_services()
 
 
 @pytest.fixture(scope="session")

@@ -10,22 +10,29 @@ The end-to-end versions of these journeys, with the trained assistant, are the `
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import random
 import urllib.parse
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
 
 import jwt
 import pytest
 import socketio
-from blueprint_harness import ScriptedAssistant, Served, eventually, in_event_loop, new_agent, served
+from blueprint_harness import (
+    ScriptedAssistant,
+    Served,
+    channel_test_marks,
+    eventually,
+    in_event_loop,
+    new_agent,
+    served,
+)
 from rasa.shared.core.events import BotUttered, UserUttered
 from standins import (
-    PUBLIC_URL,
     TELEGRAM_BOT_ID,
     TELEGRAM_BOT_USERNAME,
     TELEGRAM_WEBHOOK_SECRET,
@@ -38,14 +45,11 @@ from standins import (
 )
 from twilio.request_validator import RequestValidator
 
-import channels.advisor
 from bot import services
-from bot.handoff import HandoffView
+from bot.handoff import Conflict, HandoffView
 from bot.knowledge import KnowledgeBase
-from bot.ratelimit import RateLimiter
 from bot.settings import TELEGRAM_WEBHOOK_PATH, WHATSAPP_WEBHOOK_PATH, Settings
 from bot.text import fill
-from channels import outbound
 from channels._common import MEDIA_PAYLOAD, InboundPath
 from channels.advisor import AdvisorConsole
 from channels.rest import MAX_SENDER_CHARS, RestChannel
@@ -55,84 +59,13 @@ from channels.webchat import WebChatPage
 from channels.whatsapp import WhatsAppChannel
 from integrations.telegram import SECRET_HEADER
 
-pytestmark = [
-    pytest.mark.timeout(90),
-    # Sanic warns, for every request in ASGI mode, that stop listeners run as late as it can.
-    pytest.mark.filterwarnings("ignore:You have set a listener:UserWarning"),
-]
+pytestmark = channel_test_marks(90)
 
-ALWAYS_OPEN_HOURS = """
-timezone: America/Lima
-days: [lunes, martes, miércoles, jueves, viernes, sábado, domingo]
-opens: "00:00"
-closes: "23:59:59"
-"""
-# Variables of other profiles that must not leak in from the shell running the tests.
-UNSET = (
-    "DATABASE_URL", "REDIS_URL", "REDIS_KEY_PREFIX", "AMQP_URL", "SOM_CONTENT_DIR",
-    "WEBCHAT_ALLOWED_ORIGINS", "WEBCHAT_JWT_KEY", "REST_TOKEN", "TRUSTED_PROXIES", "WEB_CONVERSATION_RATE",
-    "WEB_CLIENT_RATE", "HANDOFFS_PER_CLIENT_HOUR",
-)  # fmt: skip
 REST_WEBHOOK = "/webhooks/rest/webhook"
 ADVISOR_API = "/advisor/api"
 ADVISOR_PASSWORD = "clave-de-prueba-456"
 _telegram_chats = itertools.count(random.randrange(10**6, 10**7) * 1000)
 _update_ids = itertools.count(random.randrange(10**8))
-
-
-# --- environment --------------------------------------------------------------------------
-
-
-class Environment:
-    """The process environment one test runs in: a temporary var dir, the stand-ins' URLs and
-    secrets, always-open office hours; and nothing a previous test left in the process."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, variables: dict[str, str]) -> None:
-        self.monkeypatch = monkeypatch
-        self.variables = dict(variables)
-        for name in UNSET:
-            monkeypatch.delenv(name, raising=False)
-        self.set(**variables)
-        # Per-process registries: the senders channels register for advisors, the login limiter.
-        monkeypatch.setattr(outbound, "_senders", {})
-        monkeypatch.setattr(channels.advisor, "login_attempts", RateLimiter(limit=5, window_seconds=300))
-
-    def set(self, **variables: str) -> None:
-        """Change variables; what `bot.services` built from the old ones is rebuilt on next use."""
-        for name, value in variables.items():
-            self.monkeypatch.setenv(name, value)
-        self.variables.update(variables)
-        forget_services()
-
-    def settings(self) -> Settings:
-        return Settings.from_env(self.variables)
-
-
-def forget_services() -> None:
-    """Drop what `bot.services` cached from an earlier environment. The knowledge base is kept while
-    it reads the same content directory (loading it takes half a second)."""
-    content_dir = Settings.from_env().content_dir
-    services.settings.cache_clear()
-    services.handoff_desk.cache_clear()
-    if services.knowledge_base.cache_info().currsize and services.knowledge_base().directory != content_dir:
-        services.knowledge_base.cache_clear()
-
-
-@pytest.fixture
-def environment(tmp_path, monkeypatch, twilio_standin, telegram_standin) -> Iterator[Environment]:
-    hours = tmp_path / "office_hours.yml"
-    hours.write_text(ALWAYS_OPEN_HOURS, encoding="utf-8")
-    variables = {
-        **twilio_standin.env(),
-        **telegram_standin.env(),
-        "PUBLIC_URL": PUBLIC_URL,
-        "SOM_VAR_DIR": str(tmp_path / "var"),
-        "SOM_OFFICE_HOURS_FILE": str(hours),
-        "HANDOFF_WAIT_MINUTES": "10",
-        "HANDOFF_SWEEP_SECONDS": "3600",
-    }
-    yield Environment(monkeypatch, variables)
-    forget_services()
 
 
 def first_message(kb: KnowledgeBase, entry_id: str, **values: str) -> str:
@@ -777,6 +710,23 @@ def open_handoff(conversation_id: str, channel: str) -> HandoffView:
     )
 
 
+async def signed_in(app: Served, username: str, name: str) -> Console:
+    """The advisor `username` on the console, added first unless an earlier app of the test did."""
+    with contextlib.suppress(Conflict):
+        add_advisor(username, name)
+    return await Console(app).log_in(username)
+
+
+async def claimed_case(
+    app: Served, conversation_id: str, channel: str, username: str = "rosa.canales", name: str = "Rosa"
+) -> tuple[Console, HandoffView]:
+    """A hand-off of `conversation_id`, claimed by the advisor `username` on the console."""
+    advisor = await signed_in(app, username, name)
+    handoff = open_handoff(conversation_id, channel)
+    await advisor.call("POST", f"/handoffs/{handoff.id}/claim")
+    return advisor, handoff
+
+
 def all_channels(settings: Settings) -> list:
     """The channels of the real server (credentials.yml) that matter to advisors."""
     return [RestChannel(), WhatsAppChannel(settings), TelegramChannel(settings), AdvisorConsole()]
@@ -855,10 +805,7 @@ async def test_advisor_takes_a_whatsapp_conversation_replies_and_closes(environm
 async def test_advisor_reply_reaches_the_person_on_telegram(environment, telegram_standin, kb):
     chat = new_chat()
     async with served(all_channels(environment.settings())) as app:
-        add_advisor("luis.paredes", "Luis")
-        luis = await Console(app).log_in("luis.paredes")
-        handoff = open_handoff(f"telegram:{chat.id}", "telegram")
-        await luis.call("POST", f"/handoffs/{handoff.id}/claim")
+        luis, handoff = await claimed_case(app, f"telegram:{chat.id}", "telegram", "luis.paredes", "Luis")
         await luis.call("POST", f"/handoffs/{handoff.id}/messages", {"text": "¿En qué ciudad está?"}, expect=201)
         sent = await telegram_sent(telegram_standin, chat, 2)
     assert [r.params["text"] for r in sent] == [
@@ -885,10 +832,7 @@ async def test_advisor_reply_to_a_rest_conversation_is_kept_but_reported_not_del
 async def test_advisor_a_refused_reply_is_a_502_and_is_not_recorded_as_said(environment, twilio_standin):
     address = whatsapp_address()
     async with served(all_channels(environment.settings())) as app:
-        add_advisor("rosa.canales", "Rosa")
-        rosa = await Console(app).log_in("rosa.canales")
-        handoff = open_handoff(address, "whatsapp")
-        await rosa.call("POST", f"/handoffs/{handoff.id}/claim")
+        rosa, handoff = await claimed_case(app, address, "whatsapp")
         twilio_standin.fail_next(
             400, {"code": 63016, "message": "Outside the allowed window", "status": 400},
             when=lambda request: request.params.get("To") == address,

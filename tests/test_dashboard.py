@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 import yaml
-from blueprint_harness import in_event_loop, served
+from blueprint_harness import channel_test_marks, in_event_loop, served
 from test_report import ANDEAN, HUH, Clock, seed_conversations, seed_handoffs
 
 import channels.advisor
@@ -27,10 +27,7 @@ from channels.advisor import AdvisorConsole
 from channels.dashboard import AdvisorDashboard, bars, render
 from ops import cli
 
-pytestmark = [
-    pytest.mark.timeout(90),
-    pytest.mark.filterwarnings("ignore:You have set a listener:UserWarning"),
-]
+pytestmark = channel_test_marks(90)
 PASSWORD = "clave-de-prueba-456"
 UNSET = ("DATABASE_URL", "REDIS_URL", "SOM_CONTENT_DIR", "SOM_OFFICE_HOURS_FILE", "TRUSTED_PROXIES")
 DECEMBER = "since=2026-12-01&until=2026-12-02"

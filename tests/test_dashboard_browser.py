@@ -4,12 +4,11 @@ thread's event loop), December 2026's seeded figures, and a screenshot in tests/
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from urllib.parse import urlparse
 
-import pytest
-from blueprint_harness import served
+import browser_harness
+from blueprint_harness import channel_test_marks
+from browser_harness import TIMEOUT, ServerThread
 from conftest import ARTIFACTS
 from test_dashboard import ENTRY, PASSWORD, var_dir  # noqa: F401 (a fixture)
 from test_report import ANDEAN
@@ -18,62 +17,23 @@ from bot import services
 from channels.advisor import AdvisorConsole
 from channels.dashboard import AdvisorDashboard
 
-pytestmark = [
-    pytest.mark.timeout(180),
-    pytest.mark.filterwarnings("ignore:You have set a listener:UserWarning"),
-]
-TIMEOUT = 15_000
+pytestmark = channel_test_marks(180)
 
 
-class ServerThread:
-    """The blueprints on Sanic's own server, in a thread with its own event loop."""
-
-    def __init__(self) -> None:
-        self.url = ""
-        self.ready, self.stopping = threading.Event(), threading.Event()
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name="dashboard-server", daemon=True)
-
-    def __enter__(self) -> ServerThread:
-        self.thread.start()
-        if not self.ready.wait(30) or self.error:
-            raise RuntimeError("the dashboard server did not start") from self.error
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stopping.set()
-        self.thread.join(30)
-        if self.error:
-            raise self.error
-
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._serve())
-        except BaseException as error:  # reported to the test by __enter__ or __exit__
-            self.error = error
-            self.ready.set()
-
-    async def _serve(self) -> None:
-        async with served([AdvisorConsole(), AdvisorDashboard()], real_port=True) as app:
-            self.url = app.url
-            self.ready.set()
-            while not self.stopping.is_set():
-                await asyncio.sleep(0.05)
+def dashboard_thread() -> ServerThread:
+    """The console and the dashboard, served for the browser."""
+    return ServerThread([AdvisorConsole(), AdvisorDashboard()], name="dashboard-server")
 
 
 def sign_in(context, url: str, username: str):
     """Sign in on the console, as an advisor does; the dashboard reuses its token."""
-    page = context.new_page()
-    page.goto(f"{url}/advisor/")
-    page.get_by_label("Usuario").fill(username)
-    page.get_by_label("Contraseña").fill(PASSWORD)
-    page.get_by_role("button", name="Ingresar").click()
+    page = browser_harness.sign_in(context.new_page(), url, username, PASSWORD)
     page.locator("#queue li").first.wait_for(timeout=TIMEOUT)
     return page
 
 
 def test_a_supervisor_sees_the_charts_and_downloads_the_csv(var_dir, browser):  # noqa: F811
-    with ServerThread() as server:
+    with dashboard_thread() as server:
         context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
         page = sign_in(context, server.url, "sara.supervisora")
         requests: list[str] = []
@@ -112,7 +72,7 @@ def test_a_supervisor_sees_the_charts_and_downloads_the_csv(var_dir, browser):  
 
 
 def test_other_advisors_and_strangers_are_told_what_to_do(var_dir, browser):  # noqa: F811
-    with ServerThread() as server:
+    with dashboard_thread() as server:
         context = browser.new_context()
         page = sign_in(context, server.url, "rosa.canales")
         assert not page.get_by_role("link", name="Panel de indicadores").is_visible()

@@ -13,19 +13,15 @@ import json
 import random
 
 import pytest
-import test_channel_blueprints
-from blueprint_harness import ScriptedAssistant, in_event_loop, new_agent, served
-from rasa.core.channels.channel import UserMessage
+from blueprint_harness import ScriptedAssistant, SlowAssistant, channel_test_marks, in_event_loop, new_agent, served
 from standins import TOO_MANY_REQUESTS_TELEGRAM
 from telegram.error import RetryAfter
 from test_channel_blueprints import (
-    Console,
-    add_advisor,
     all_channels,
     button_press,
+    claimed_case,
     first_message,
     new_chat,
-    open_handoff,
     post_to_telegram,
     telegram_sent,
     text_update,
@@ -36,25 +32,9 @@ from bot.settings import Settings
 from channels.telegram import TelegramChannel, TelegramSender
 from integrations.telegram import SendPacer
 
-environment = test_channel_blueprints.environment  # the same fixture: a fresh environment per test
-
-pytestmark = [
-    pytest.mark.timeout(90),
-    pytest.mark.filterwarnings("ignore:You have set a listener:UserWarning"),
-]
+pytestmark = channel_test_marks(90)
 
 TOLERANCE = 0.05  # seconds: the stand-in notes a message a little after the request left
-
-
-class SlowAssistant(ScriptedAssistant):
-    """Takes `seconds` before answering texts that start with "lento"."""
-
-    seconds: float = 1.6
-
-    async def __call__(self, message: UserMessage) -> None:
-        if message.text.startswith("lento"):
-            await asyncio.sleep(self.seconds)
-        await super().__call__(message)
 
 
 # --- typing indicator -----------------------------------------------------------------------
@@ -293,10 +273,7 @@ async def test_an_advisor_writing_shows_typing_and_their_replies_arrive_paced_an
     chat = new_chat()
     replies = ["Hola, soy Rosa.", "Necesito su DNI.", "Gracias, lo reviso."]
     async with served(all_channels(environment.settings())) as app:
-        add_advisor("rosa.canales", "Rosa")
-        rosa = await Console(app).log_in("rosa.canales")
-        handoff = open_handoff(f"telegram:{chat.id}", "telegram")
-        await rosa.call("POST", f"/handoffs/{handoff.id}/claim")
+        rosa, handoff = await claimed_case(app, f"telegram:{chat.id}", "telegram")
         assert (await rosa.call("POST", f"/handoffs/{handoff.id}/typing"))["shown"] is True
         for reply in replies:
             await rosa.call("POST", f"/handoffs/{handoff.id}/messages", {"text": reply}, expect=201)

@@ -5,61 +5,20 @@ screenshot goes to tests/artifacts/."""
 
 from __future__ import annotations
 
-import asyncio
-import threading
-
-import pytest
-import test_channel_blueprints
-from blueprint_harness import served
+from blueprint_harness import channel_test_marks
+from browser_harness import TIMEOUT, ServerThread, sign_in
 from conftest import ARTIFACTS
 from test_channel_blueprints import ADVISOR_PASSWORD
 
 from bot import services
 from channels.advisor import AdvisorConsole
 
-environment = test_channel_blueprints.environment  # the same fixture: a fresh environment per test
-
-pytestmark = [
-    pytest.mark.timeout(120),
-    pytest.mark.filterwarnings("ignore:You have set a listener:UserWarning"),
-]
-TIMEOUT = 15_000
+pytestmark = channel_test_marks(120)
 
 
-class ConsoleThread:
-    """The advisor console on Sanic's own server, in a thread with its own event loop."""
-
-    def __init__(self) -> None:
-        self.url = ""
-        self.ready, self.stopping = threading.Event(), threading.Event()
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name="console-server", daemon=True)
-
-    def __enter__(self) -> ConsoleThread:
-        self.thread.start()
-        if not self.ready.wait(30) or self.error:
-            raise RuntimeError("the console did not start") from self.error
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stopping.set()
-        self.thread.join(30)
-        if self.error:
-            raise self.error
-
-    def _run(self) -> None:
-        try:
-            asyncio.run(self._serve())
-        except BaseException as error:  # reported to the test by __enter__ or __exit__
-            self.error = error
-            self.ready.set()
-
-    async def _serve(self) -> None:
-        async with served([AdvisorConsole()], real_port=True) as app:
-            self.url = app.url
-            self.ready.set()
-            while not self.stopping.is_set():
-                await asyncio.sleep(0.05)
+def console_thread() -> ServerThread:
+    """The advisor console alone, served for the browser."""
+    return ServerThread([AdvisorConsole()], name="console-server")
 
 
 def whatsapp_case_with_two_replies() -> int:
@@ -79,12 +38,9 @@ def whatsapp_case_with_two_replies() -> int:
 
 def test_the_console_shows_each_replys_delivery_status_and_flags_a_failed_one(environment, browser):
     handoff_id = whatsapp_case_with_two_replies()
-    with ConsoleThread() as server:
+    with console_thread() as server:
         page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
-        page.goto(f"{server.url}/advisor/")
-        page.get_by_label("Usuario").fill("rosa.canales")
-        page.get_by_label("Contraseña").fill(ADVISOR_PASSWORD)
-        page.get_by_role("button", name="Ingresar").click()
+        sign_in(page, server.url, "rosa.canales", ADVISOR_PASSWORD)
         page.get_by_role("tab", name="En atención").click()
         page.locator("#queue li", has_text=f"#{handoff_id}").click()
         lines = page.locator(".transcript li")

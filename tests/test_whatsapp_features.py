@@ -7,24 +7,30 @@ Twilio SDK to the local stand-in (`TwilioStandIn`); no model.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import json
 import urllib.parse
 
-import pytest
 import sqlalchemy as sa
-import test_channel_blueprints
-from blueprint_harness import ScriptedAssistant, Served, eventually, in_event_loop, new_agent, served
-from rasa.core.channels.channel import UserMessage
+from blueprint_harness import (
+    ScriptedAssistant,
+    Served,
+    SlowAssistant,
+    channel_test_marks,
+    eventually,
+    in_event_loop,
+    new_agent,
+    served,
+)
 from standins import PUBLIC_URL, TwilioStandIn
 from test_channel_blueprints import (
     Console,
-    add_advisor,
     all_channels,
+    claimed_case,
     first_message,
     open_handoff,
     post_to_whatsapp,
+    signed_in,
     twilio_fields,
     twilio_signature,
     whatsapp_address,
@@ -33,16 +39,11 @@ from test_channel_blueprints import (
 
 import integrations.twilio
 from bot import services
-from bot.handoff import Conflict, Handoff
+from bot.handoff import Handoff
 from bot.settings import WHATSAPP_STATUS_PATH
 from channels.whatsapp import WhatsAppChannel
 
-environment = test_channel_blueprints.environment  # the same fixture: a fresh environment per test
-
-pytestmark = [
-    pytest.mark.timeout(90),
-    pytest.mark.filterwarnings("ignore:You have set a listener:UserWarning"),
-]
+pytestmark = channel_test_marks(90)
 
 TWO_OPTIONS = [
     {"title": "Trabajar afuera", "payload": "/work_abroad"},
@@ -76,11 +77,7 @@ def age_handoff(handoff_id: int, hours: float) -> None:
 
 
 async def claimed_whatsapp_case(app: Served, address: str) -> tuple[Console, int]:
-    with contextlib.suppress(Conflict):  # there already, from an earlier app of the same test
-        add_advisor("rosa.canales", "Rosa")
-    rosa = await Console(app).log_in("rosa.canales")
-    handoff = open_handoff(address, "whatsapp")
-    await rosa.call("POST", f"/handoffs/{handoff.id}/claim")
+    rosa, handoff = await claimed_case(app, address, "whatsapp")
     return rosa, handoff.id
 
 
@@ -300,17 +297,6 @@ async def test_numbered_text_stays_the_default_without_content_enabled(environme
 # --- typing indicator -----------------------------------------------------------------------
 
 
-class SlowAssistant(ScriptedAssistant):
-    """Takes `seconds` before answering texts that start with "lento"."""
-
-    seconds: float = 1.6
-
-    async def __call__(self, message: UserMessage) -> None:
-        if message.text.startswith("lento"):
-            await asyncio.sleep(self.seconds)
-        await super().__call__(message)
-
-
 def typing_for(twilio: TwilioStandIn, message_sid: str) -> list:
     return [r for r in twilio.calls(TwilioStandIn.TYPING) if r.params.get("messageId") == message_sid]
 
@@ -355,9 +341,7 @@ async def test_while_an_advisor_writes_the_person_sees_typing_on_their_last_mess
         )  # fmt: skip
         assert (await rosa.call("POST", f"/handoffs/{handoff_id}/typing"))["shown"] is False, "best effort"
 
-        with contextlib.suppress(Conflict):
-            add_advisor("luis.paredes", "Luis")
-        luis = await Console(app).log_in("luis.paredes")
+        luis = await signed_in(app, "luis.paredes", "Luis")
         await luis.call("POST", f"/handoffs/{handoff_id}/typing", expect=403)
         rest = open_handoff("rest:pedro", "rest")
         await luis.call("POST", f"/handoffs/{rest.id}/claim")

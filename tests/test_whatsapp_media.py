@@ -7,20 +7,18 @@ Requests go to the local stand-in (`TwilioStandIn`); no model.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 
-import pytest
-import test_channel_blueprints
-from blueprint_harness import Served, in_event_loop, served
+from blueprint_harness import Served, channel_test_marks, in_event_loop, served
 from standins import TWILIO_ACCOUNT_SID, TwilioStandIn
 from test_channel_blueprints import (
     ADVISOR_API,
     Console,
-    add_advisor,
     all_channels,
+    claimed_case,
     open_handoff,
     post_to_whatsapp,
+    signed_in,
     twilio_fields,
     whatsapp_address,
     whatsapp_replies,
@@ -28,17 +26,11 @@ from test_channel_blueprints import (
 
 import integrations.twilio
 from bot import services
-from bot.handoff import Conflict
 from bot.settings import Settings
 from channels._common import MEDIA_PAYLOAD
 from integrations.twilio import is_our_media_url
 
-environment = test_channel_blueprints.environment  # the same fixture: a fresh environment per test
-
-pytestmark = [
-    pytest.mark.timeout(90),
-    pytest.mark.filterwarnings("ignore:You have set a listener:UserWarning"),
-]
+pytestmark = channel_test_marks(90)
 
 PHOTO = b"\xff\xd8\xff\xe0" + b"foto de contrato " * 4000 + b"\xff\xd9"  # ~68 kB: several chunks
 PDF = b"%PDF-1.4\n" + b"contrato firmado\n" * 100
@@ -57,12 +49,6 @@ async def fetch(app: Served, console: Console | None, handoff_id: int, n: int):
     return await app.client.get(f"{ADVISOR_API}/handoffs/{handoff_id}/media/{n}", headers=headers)
 
 
-async def advisor(app: Served, username: str, name: str) -> Console:
-    with contextlib.suppress(Conflict):
-        add_advisor(username, name)
-    return await Console(app).log_in(username)
-
-
 def media_audit() -> list[tuple[int | None, str, int | None]]:
     return [entry for entry in services.handoff_desk().store.audit_log() if entry[1].startswith("media")]
 
@@ -73,9 +59,7 @@ async def test_a_file_sent_during_a_hand_off_is_fetched_only_when_the_advisor_op
     photo, pdf = twilio_standin.add_media(PHOTO, "image/jpeg"), twilio_standin.add_media(PDF, "application/pdf")
     before = len(twilio_standin.media_requests())
     async with served(all_channels(environment.settings())) as app:
-        rosa = await advisor(app, "rosa.canales", "Rosa")
-        handoff = open_handoff(address, "whatsapp")
-        await rosa.call("POST", f"/handoffs/{handoff.id}/claim")
+        rosa, handoff = await claimed_case(app, address, "whatsapp")
         await post_to_whatsapp(
             app, twilio_fields(address, "", **with_media((photo, "image/jpeg"), (pdf, "application/pdf")))
         )
@@ -124,7 +108,7 @@ async def test_a_file_sent_to_the_assistant_before_the_hand_off_is_listed_from_t
         # The assistant opens the hand-off with the last turns it saw: here, its answer to the audio.
         said = [("assistant", f"Respuesta a: {MEDIA_PAYLOAD}")]
         handoff = services.handoff_desk().store.open(address, "whatsapp", "requested", 0, {}, said)
-        rosa = await advisor(app, "rosa.canales", "Rosa")
+        rosa = await signed_in(app, "rosa.canales", "Rosa")
         detail = await rosa.call("GET", f"/handoffs/{handoff.id}")
         assert detail["media"] == [{"n": 0, "type": "audio/ogg"}]
         (earlier,) = detail["earlier"]
@@ -148,8 +132,8 @@ async def test_only_our_accounts_media_is_fetched_and_only_by_whom_may_see_the_c
     ]
     before = len(twilio_standin.media_requests())
     async with served(all_channels(environment.settings())) as app:
-        rosa = await advisor(app, "rosa.canales", "Rosa")
-        luis = await advisor(app, "luis.paredes", "Luis")
+        rosa = await signed_in(app, "rosa.canales", "Rosa")
+        luis = await signed_in(app, "luis.paredes", "Luis")
         handoff = open_handoff(address, "whatsapp")
         await rosa.call("POST", f"/handoffs/{handoff.id}/claim")
         files = [(url, "image/jpeg") for url in [*forged, ours]]
@@ -183,9 +167,7 @@ async def test_an_oversized_or_vanished_file_is_a_clear_error(environment, twili
     big = twilio_standin.add_media(b"x" * 2048, "video/mp4")
     gone = big.replace("/Media/ME", "/Media/ME0")[:-1]  # well-formed, but Twilio has no such file
     async with served(all_channels(environment.settings())) as app:
-        rosa = await advisor(app, "rosa.canales", "Rosa")
-        handoff = open_handoff(address, "whatsapp")
-        await rosa.call("POST", f"/handoffs/{handoff.id}/claim")
+        rosa, handoff = await claimed_case(app, address, "whatsapp")
         await post_to_whatsapp(app, twilio_fields(address, "", **with_media((big, "video/mp4"), (gone, "image/png"))))
         await app.idle()
         too_large = await fetch(app, rosa, handoff.id, 0)

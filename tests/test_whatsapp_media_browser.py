@@ -8,20 +8,15 @@ from __future__ import annotations
 import struct
 import zlib
 
-import pytest
-import test_channel_blueprints
+from blueprint_harness import channel_test_marks
+from browser_harness import TIMEOUT, sign_in
 from conftest import ARTIFACTS
 from test_channel_blueprints import ADVISOR_PASSWORD
-from test_whatsapp_console_browser import TIMEOUT, ConsoleThread
+from test_whatsapp_console_browser import console_thread
 
 from bot import services
 
-environment = test_channel_blueprints.environment  # the same fixture: a fresh environment per test
-
-pytestmark = [
-    pytest.mark.timeout(120),
-    pytest.mark.filterwarnings("ignore:You have set a listener:UserWarning"),
-]
+pytestmark = channel_test_marks(120)
 
 
 def png(width: int, height: int) -> bytes:
@@ -59,12 +54,9 @@ def test_the_console_shows_a_persons_photo_and_audio_only_when_the_advisor_opens
     store.add_message(view.id, "person", "[envió: image/png, audio/wav]", media=files)
     before = len(twilio_standin.media_requests())
 
-    with ConsoleThread() as server:
+    with console_thread() as server:
         page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
-        page.goto(f"{server.url}/advisor/")
-        page.get_by_label("Usuario").fill("rosa.canales")
-        page.get_by_label("Contraseña").fill(ADVISOR_PASSWORD)
-        page.get_by_role("button", name="Ingresar").click()
+        sign_in(page, server.url, "rosa.canales", ADVISOR_PASSWORD)
         page.get_by_role("tab", name="En atención").click()
         page.locator("#queue li", has_text=f"#{view.id}").click()
         line = page.locator(".transcript li", has_text="[envió: image/png, audio/wav]")
