@@ -80,8 +80,7 @@ class Outbox(Protocol):
         message goes as that approved template (outside the reply window)."""
 
     def has_template(self, channel: str, purpose: str) -> bool:
-        """Whether the operator configured an approved template for `purpose` on `channel`. Optional:
-        the desk treats an outbox without it as one without templates."""
+        """Whether the operator configured an approved template for `purpose` on `channel`."""
 
     async def record(self, view: HandoffView, messages: tuple[Message, ...], author: str) -> None:
         """Keep messages in the conversation's own record (Rasa's tracker), as said by `author`."""
@@ -89,18 +88,6 @@ class Outbox(Protocol):
 
 class OutsideReplyWindow(Conflict):
     """WhatsApp takes free text only within 24 hours of the person's last message."""
-
-
-def outside_reply_window(outbox: Outbox, view: HandoffView, now: dt.datetime) -> bool:
-    """Whether the channel would now refuse free text to this person (WhatsApp after 24 hours)."""
-    window = outbox.reply_window(view.channel)
-    return window is not None and not is_within_reply_window(view, window, now)
-
-
-def has_template(outbox: Outbox, channel: str, purpose: str) -> bool:
-    """Whether an approved template for `purpose` can go on `channel` (outboxes without: no)."""
-    check = getattr(outbox, "has_template", None)
-    return check is not None and bool(check(channel, purpose))
 
 
 class HandoffDesk:
@@ -269,10 +256,7 @@ class HandoffDesk:
         view = await asyncio.to_thread(self._claim, handoff_id, advisor)
         greeting = self._say("handoff.claimed", advisor=advisor.name)
         # A left message may be older than WhatsApp's window: the greeting then goes as the reply template.
-        outside = outside_reply_window(outbox, view, self.store.clock())
-        template = (
-            ADVISOR_REPLY_TEMPLATE if outside and has_template(outbox, view.channel, ADVISOR_REPLY_TEMPLATE) else None
-        )
+        _, template = self._window(outbox, view, ADVISOR_REPLY_TEMPLATE)
         delivery = await self._send_and_record(outbox, view, greeting, f"advisor:{advisor.name}", template)
         for index, (text, _) in enumerate(delivery.said(greeting)):
             await asyncio.to_thread(
@@ -292,14 +276,12 @@ class HandoffDesk:
         What the channel refused is not recorded as said (the advisor is told and can retry); on a
         channel that cannot send at all it is recorded and reported as not delivered."""
         view = await asyncio.to_thread(self.store.require_owner, handoff_id, advisor.id)
-        template = None
-        if outside_reply_window(outbox, view, self.store.clock()):
-            if not has_template(outbox, view.channel, ADVISOR_REPLY_TEMPLATE):
-                raise OutsideReplyWindow(
-                    "WhatsApp solo admite texto libre hasta 24 horas después del último mensaje de la persona: "
-                    "contáctela por teléfono o correo"
-                )
-            template = ADVISOR_REPLY_TEMPLATE
+        outside, template = self._window(outbox, view, ADVISOR_REPLY_TEMPLATE)
+        if outside and template is None:
+            raise OutsideReplyWindow(
+                "WhatsApp solo admite texto libre hasta 24 horas después del último mensaje de la persona: "
+                "contáctela por teléfono o correo"
+            )
         delivery = await self._send_and_record(
             outbox, view, ((text, ()),), author=f"advisor:{advisor.name}", template=template
         )
@@ -321,11 +303,9 @@ class HandoffDesk:
         """Close the hand-off, then say goodbye and ask for a rating."""
         view = await asyncio.to_thread(self._close, handoff_id, advisor)
         goodbye = self._say("handoff.closed")
-        if outside_reply_window(outbox, view, self.store.clock()) and has_template(
-            outbox, view.channel, RATING_TEMPLATE
-        ):
-            # Past WhatsApp's window only an approved template goes: the satisfaction question.
-            return view, await self._send_and_record(outbox, view, goodbye[-1:], "assistant", RATING_TEMPLATE)
+        _, template = self._window(outbox, view, RATING_TEMPLATE)
+        if template:  # past WhatsApp's window only an approved template goes: the satisfaction question
+            return view, await self._send_and_record(outbox, view, goodbye[-1:], "assistant", template)
         return view, await self._send_and_record(outbox, view, goodbye, author="assistant")
 
     def _close(self, handoff_id: int, advisor: Advisor) -> HandoffView:
@@ -333,11 +313,18 @@ class HandoffDesk:
         self.store.audit(advisor.id, "close", handoff_id)
         return view
 
+    def _window(self, outbox: Outbox, view: HandoffView, purpose: str) -> tuple[bool, str | None]:
+        """Whether the channel would refuse free text now (WhatsApp after 24 hours), and then the
+        approved template for `purpose` to send instead, if the operator configured one."""
+        window = outbox.reply_window(view.channel)
+        outside = window is not None and not is_within_reply_window(view, window, self.store.clock())
+        return outside, (purpose if outside and outbox.has_template(view.channel, purpose) else None)
+
     @staticmethod
     async def _send_and_record(
         outbox: Outbox, view: HandoffView, messages: tuple[Message, ...], author: str, template: str | None = None
     ) -> Delivery:
-        delivery = await (outbox.send(view, messages, template) if template else outbox.send(view, messages))
+        delivery = await outbox.send(view, messages, template)
         said = delivery.said(messages)
         if said:
             await outbox.record(view, said, author)

@@ -26,6 +26,7 @@ from sanic.request import Request
 from sanic.response import HTTPResponse
 
 from bot.handoff import (
+    Advisor,
     Conflict,
     HandoffError,
     HandoffView,
@@ -221,8 +222,7 @@ class AdvisorConsole(InputChannel):
 
         def authenticated(handler):
             async def wrapper(request: Request, *args, **kwargs) -> HTTPResponse:
-                token = bearer_token(request)
-                advisor = await run(desk.advisor_for, token) if token else None
+                advisor = await advisor_of(request)
                 if advisor is None:
                     return _error(401, "inicie sesión (token ausente, inválido o vencido)")
                 try:
@@ -234,16 +234,7 @@ class AdvisorConsole(InputChannel):
             wrapper.__name__ = handler.__name__
             return wrapper
 
-        @console.route("/", methods=["GET"])
-        async def page(request: Request) -> HTTPResponse:
-            return await response.file(STATIC_DIR / "index.html", headers=_page_headers())
-
-        @console.route("/static/<name:str>", methods=["GET"])
-        async def static(request: Request, name: str) -> HTTPResponse:
-            path = (STATIC_DIR / name).resolve()
-            if path.parent != STATIC_DIR.resolve() or not path.is_file():
-                return _error(404, "no encontrado")
-            return await response.file(path, headers=_page_headers())
+        serve_page(console, STATIC_DIR)
 
         @console.route("/api/login", methods=["POST"])
         async def login(request: Request) -> HTTPResponse:
@@ -420,6 +411,27 @@ async def _sweep_forever(app: Any) -> None:
             await desk.expire_unclaimed(ChannelOutbox(app.ctx.agent))
         except Exception:
             logger.exception("hand-off sweep failed; retrying at the next interval")
+
+
+async def advisor_of(request: Request) -> Advisor | None:
+    """The advisor whose session token the request carries (the console's API and the dashboard's)."""
+    token = bearer_token(request)
+    return await asyncio.to_thread(handoff_desk().advisor_for, token) if token else None
+
+
+def serve_page(blueprint: Blueprint, directory: Path) -> None:
+    """A one-page app: its index.html at the blueprint's root and its files under /static/."""
+
+    @blueprint.route("/", methods=["GET"])
+    async def page(request: Request) -> HTTPResponse:
+        return await response.file(directory / "index.html", headers=_page_headers())
+
+    @blueprint.route("/static/<name:str>", methods=["GET"])
+    async def static(request: Request, name: str) -> HTTPResponse:
+        path = (directory / name).resolve()
+        if path.parent != directory.resolve() or not path.is_file():
+            return _error(404, "no encontrado")
+        return await response.file(path, headers=_page_headers())
 
 
 def _page_headers() -> dict[str, str]:

@@ -28,8 +28,8 @@ from bot import report
 from bot.database import engine_for
 from bot.handoff import Advisor
 from bot.services import handoff_desk, knowledge_base, settings
-from channels.advisor import _page_headers
-from channels.requests import bearer_token, json_object
+from channels.advisor import advisor_of, serve_page
+from channels.requests import json_object
 
 logger = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "static" / "dashboard"
@@ -111,8 +111,7 @@ class AdvisorDashboard(InputChannel):
 
         def supervisors_only(handler):
             async def wrapper(request: Request, *args, **kwargs) -> HTTPResponse:
-                token = bearer_token(request)
-                advisor = await run(desk.advisor_for, token) if token else None
+                advisor = await advisor_of(request)
                 if advisor is None:
                     return _error(401, "inicie sesión en la consola de asesores (token ausente, inválido o vencido)")
                 if not await run(desk.store.is_supervisor, advisor.id):
@@ -139,16 +138,7 @@ class AdvisorDashboard(InputChannel):
 
             return decorate
 
-        @dashboard.route("/", methods=["GET"])
-        async def page(request: Request) -> HTTPResponse:
-            return await response.file(STATIC_DIR / "index.html", headers=_page_headers())
-
-        @dashboard.route("/static/<name:str>", methods=["GET"])
-        async def static(request: Request, name: str) -> HTTPResponse:
-            path = (STATIC_DIR / name).resolve()
-            if path.parent != STATIC_DIR.resolve() or not path.is_file():
-                return _error(404, "no encontrado")
-            return await response.file(path, headers=_page_headers())
+        serve_page(dashboard, STATIC_DIR)
 
         @dashboard.route("/api/figures", methods=["GET"])
         @supervisors_only

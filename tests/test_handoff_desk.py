@@ -47,7 +47,10 @@ class ChannelStandIn:
     def reply_window(self, channel: str) -> dt.timedelta | None:
         return self.window
 
-    async def send(self, view, messages) -> Delivery:
+    def has_template(self, channel: str, purpose: str) -> bool:
+        return False
+
+    async def send(self, view, messages, template=None) -> Delivery:
         if not self.reachable:
             return Delivery(0, len(messages), reachable=False)
         sent = 0
