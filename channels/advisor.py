@@ -77,11 +77,12 @@ class ChannelOutbox:
         self.agent = agent
 
     def reply_window(self, channel: str) -> dt.timedelta | None:
-        return getattr(outbound.sender_for(channel), "reply_window", None)
+        sender = outbound.sender_for(channel)
+        return sender.reply_window if sender is not None else None
 
     def has_template(self, channel: str, purpose: str) -> bool:
-        check = getattr(outbound.sender_for(channel), "has_template", None)  # WhatsApp's sender has it
-        return bool(check is not None and check(purpose))
+        sender = outbound.sender_for(channel)
+        return sender is not None and sender.has_template(purpose)
 
     async def send(self, view: HandoffView, messages: tuple[Message, ...], template: str | None = None) -> Delivery:
         sender = outbound.sender_for(view.channel)
@@ -98,18 +99,18 @@ class ChannelOutbox:
             except Exception:
                 logger.exception("could not deliver a hand-off message on channel %s", view.channel)
                 break
-            receipts.append(tuple(sids) if isinstance(sids, tuple) else ())  # senders without receipts: None
+            receipts.append(sids)
         return Delivery(
             sent=len(receipts), total=len(messages), receipts=tuple(receipts), template=template is not None
         )
 
     async def typing(self, view: HandoffView) -> bool:
         """Show the person that an advisor is writing, where the channel can; best effort."""
-        typing_to = getattr(outbound.sender_for(view.channel), "typing_to", None)
-        if typing_to is None:
+        sender = outbound.sender_for(view.channel)
+        if sender is None:
             return False
         try:
-            return bool(await typing_to(view.conversation_id))
+            return await sender.typing_to(view.conversation_id)
         except Exception as error:
             logger.info("typing indicator not shown on channel %s: %s", view.channel, error)
             return False

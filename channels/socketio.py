@@ -40,6 +40,7 @@ from bot.services import handoff_desk, settings
 from channels import outbound
 from channels._common import channel_text, was_offered
 from channels.delivery import deliver
+from channels.outbound import Buttons, OutboundSender
 from channels.requests import bearer_token, request_client
 
 SESSION_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
@@ -47,6 +48,7 @@ SHOWN_TEXT = "shown_text"  # user-message metadata: what the person saw as their
 MAX_TITLE_CHARS = 200
 MAX_CLIENT_ID_CHARS = 64
 MAX_HISTORY = 300  # messages a reloaded widget shows
+ADVISOR_TYPING_EVENT = "advisor_typing"  # the widget shows "writing…" until the next message, 25 s at most
 
 
 def is_session_id(value: Any) -> bool:
@@ -126,7 +128,7 @@ class WebChatOutput(SocketIOOutput):
         await self._send_message(recipient_id, message)
 
 
-class WebChatSender:
+class WebChatSender(OutboundSender):
     """Outbound messages (advisor replies, hand-off notices) for the widgets of a conversation.
 
     The advisor console does not say who wrote a message, but during an active hand-off the only
@@ -134,15 +136,19 @@ class WebChatSender:
     the state of the hand-off names the author.
     """
 
-    reply_window = None
-
     def __init__(self, output: WebChatOutput) -> None:
         self.output = output
 
-    async def send(self, recipient_id: str, text: str, buttons: Iterable[tuple[str, str]] = ()) -> None:
+    async def send(self, recipient_id: str, text: str, buttons: Buttons = ()) -> tuple[str, ...]:
         view = await asyncio.to_thread(handoff_desk().store.open_for, recipient_id)
         advisor = view.advisor if view is not None and view.state == "active" else None
         await self.output.emit(recipient_id, text, [{"title": t, "payload": p} for t, p in buttons], advisor=advisor)
+        return ()  # a widget that is closed gets the message from the history when it opens
+
+    async def typing_to(self, recipient_id: str) -> bool:
+        """Every open widget of the conversation shows that the advisor is writing."""
+        await self.output.sio.emit(ADVISOR_TYPING_EVENT, {}, room=recipient_id)
+        return True
 
 
 def transcript(events: Iterable[Any]) -> list[dict[str, Any]]:

@@ -26,7 +26,7 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
-from bot.messaging import TELEGRAM_MAX_CHARS, CallbackData, Option, RecentIds, split_message, telegram_html
+from bot.messaging import TELEGRAM_MAX_CHARS, CallbackData, RecentIds, split_message, telegram_html
 from bot.settings import Settings
 from channels._common import (
     ChatOutput,
@@ -38,6 +38,7 @@ from channels._common import (
     with_retries,
 )
 from channels.delivery import OnNewMessage
+from channels.outbound import Buttons, OutboundSender
 from integrations.redis_keys import shared_keys
 from integrations.telegram import SECRET_HEADER, BotIdentity, TelegramBot, TelegramUpdate, read_update, retry_wait
 
@@ -57,10 +58,9 @@ def chat_id_of(recipient_id: str) -> int:
     return int(recipient_id.removeprefix(PREFIX))
 
 
-class TelegramSender:
-    """Sends through the Bot API: HTML-escaped text, buttons one per row under the last part."""
-
-    reply_window = None  # a bot may write to a chat at any time
+class TelegramSender(OutboundSender):
+    """Sends through the Bot API: HTML-escaped text, buttons one per row under the last part.
+    A bot may write to a chat at any time: no reply window, no templates."""
 
     def __init__(self, settings: Settings) -> None:
         self.api = TelegramBot(settings)
@@ -89,7 +89,7 @@ class TelegramSender:
         await self.api.typing(chat_id_of(recipient_id))
         return True
 
-    async def send(self, recipient_id: str, text: str, buttons: tuple[Option, ...] = ()) -> None:
+    async def send(self, recipient_id: str, text: str, buttons: Buttons = ()) -> tuple[str, ...]:
         await self.ready()
         chunks = split_message(text, TELEGRAM_MAX_CHARS)
         keyboard = tuple((title, self.callback_data.for_payload(payload)) for title, payload in buttons)
@@ -99,6 +99,7 @@ class TelegramSender:
                 rows = keyboard if number == len(chunks) else ()
                 send = partial(self.api.send_message, chat_id, telegram_html(chunk), rows)
                 await with_retries(send, retry_wait)
+        return ()  # Telegram reports no delivery
 
     async def close(self) -> None:
         await self.api.close()

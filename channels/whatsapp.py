@@ -57,6 +57,7 @@ from channels._common import (
     with_retries,
 )
 from channels.delivery import OnNewMessage
+from channels.outbound import Buttons, OutboundSender
 from integrations.redis_keys import shared_keys
 from integrations.twilio import (
     EMPTY_TWIML,
@@ -101,7 +102,7 @@ def media_of(form: Mapping[str, Any]) -> tuple[dict[str, Any], ...]:
     return tuple(media)
 
 
-class WhatsAppSender:
+class WhatsAppSender(OutboundSender):
     """Sends through Twilio's Messages API: buttons as WhatsApp's own buttons or list when enabled
     (content created once per button set), else as one numbered message; approved templates after
     the 24-hour window. Every message asks for delivery status callbacks; `send` returns the SIDs."""
@@ -115,11 +116,13 @@ class WhatsAppSender:
         templates = (settings.twilio_template_sid_advisor_reply, settings.twilio_template_sid_rating)
         self.templates = {purpose: sid for purpose, sid in zip(TEMPLATE_PURPOSES, templates) if sid}
         self._contents: dict[str, str] = {}  # this process's copy of the store's digest -> content SID
-        # The person's last message (its SID), for "typing…" while an advisor writes. Kept by this
-        # process only: with several replicas, the one that received it.
+        # The person's last message (its SID), for "typing…" while an advisor writes: in this
+        # process, and with several replicas in Redis, since the advisor's may not be the one that
+        # received it.
         self._last_inbound: ExpiringMap[str, str] = ExpiringMap(self.reply_window.total_seconds())
+        self._shared = shared_keys(settings, "whatsapp")
 
-    async def send(self, recipient_id: str, text: str, buttons: tuple[Option, ...] = ()) -> tuple[str, ...]:
+    async def send(self, recipient_id: str, text: str, buttons: Buttons = ()) -> tuple[str, ...]:
         to = whatsapp_address(recipient_id)
         if buttons and self.content_enabled:
             sid = await self._send_interactive(to, text, buttons)
@@ -188,12 +191,18 @@ class WhatsAppSender:
         await self.twilio.typing(message_sid)
 
     def remember_inbound(self, conversation_id: str, message_sid: str) -> None:
-        self._last_inbound.set(whatsapp_address(conversation_id), message_sid)
+        address = whatsapp_address(conversation_id)
+        self._last_inbound.set(address, message_sid)
+        if self._shared is not None:
+            self._shared.set(f"inbound:{address}", message_sid, self._last_inbound.ttl)
 
     async def typing_to(self, recipient_id: str) -> bool:
-        """Show "typing…" to this person (an advisor is writing); False when this process has no
-        recent message of theirs to attach it to. Raises on failure."""
-        message_sid = self._last_inbound.get(whatsapp_address(recipient_id))
+        """Show "typing…" to this person (an advisor is writing); False when no replica knows a
+        message of theirs from the last 24 hours to attach it to. Raises on failure."""
+        address = whatsapp_address(recipient_id)
+        message_sid = self._last_inbound.get(address)
+        if message_sid is None and self._shared is not None:
+            message_sid = self._shared.get(f"inbound:{address}")
         if message_sid is None:
             return False
         await self.twilio.typing(message_sid)

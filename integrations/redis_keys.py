@@ -28,6 +28,22 @@ logger = logging.getLogger(__name__)
 REDIS_TIMEOUT_SECONDS = 0.5
 RETRY_AFTER_SECONDS = 10.0  # after a failure, calls skip Redis this long
 
+# KEYS[1] holds the first free moment (Redis's clock, seconds). ARGV[1]: the spacing to take a
+# moment with (the answer: seconds from now until it); ARGV[2]: a pause to impose from now on.
+RESERVE = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+local free = math.max(now, tonumber(redis.call('GET', KEYS[1]) or '0'))
+local taken = free
+if tonumber(ARGV[2]) > 0 then
+  free = math.max(free, now + tonumber(ARGV[2]))
+else
+  free = free + tonumber(ARGV[1])
+end
+redis.call('SET', KEYS[1], string.format('%.6f', free), 'PX', math.ceil((free - now) * 1000) + 1000)
+return string.format('%.6f', taken - now)
+"""
+
 
 class SharedKeys:
     """Keys under one namespace (e.g. "som:whatsapp:"), each with its own time to live."""
@@ -38,6 +54,7 @@ class SharedKeys:
         )
         self._namespace = namespace
         self._skip_until = 0.0
+        self._reserve = self._redis.register_script(RESERVE)
 
     def add(self, key: str, value: str, ttl: float) -> bool | None:
         """Store `value` unless `key` exists: True if stored, False if it existed, None if unknown."""
@@ -49,6 +66,17 @@ class SharedKeys:
     def get(self, key: str) -> str | None:
         value = self._call(lambda: self._redis.get(self._namespace + key))
         return value.decode("utf-8") if value is not None else None
+
+    def reserve(self, key: str, spacing: float) -> float | None:
+        """Take the next free moment under `key`, `spacing` seconds after the one taken before it
+        (by any replica): how many seconds from now it is, or None if unknown. Redis's own clock
+        decides, so replicas whose clocks disagree still keep the spacing."""
+        wait = self._call(lambda: self._reserve(keys=[self._namespace + key], args=[spacing, 0]))
+        return float(wait) if wait is not None else None
+
+    def hold(self, key: str, seconds: float) -> None:
+        """Nothing more under `key` for `seconds` from now (whatever was reserved before)."""
+        self._call(lambda: self._reserve(keys=[self._namespace + key], args=[0, seconds]))
 
     def _call(self, command):
         if time.monotonic() < self._skip_until:
@@ -78,8 +106,10 @@ class ConversationKeys:
 
     Rasa's lock of each conversation (`<prefix>:lock:<conversation id>`, see extensions/lock_store.py)
     has no expiry: a replica that dies mid-turn leaves it behind, named after the person (a phone
-    number on WhatsApp). The channels' keys (`<prefix>:<channel>:seen:<delivery id>`, `...:button:<hash>`)
-    name deliveries and buttons, not people, and expire by themselves (one hour, seven days). Errors
+    number on WhatsApp). Most channel keys (`<prefix>:<channel>:seen:<delivery id>`, `...:button:<hash>`)
+    name deliveries and buttons, not people, and expire by themselves (one hour, seven days); those
+    that do name a conversation (`whatsapp:inbound:<conversation id>`, the person's last message for
+    "typing…", 24 hours; `telegram:pace:<conversation id>`, seconds) contain its id. Errors
     raise StoreUnavailable: unlike a message, an erasure must not silently skip Redis."""
 
     def __init__(self, redis_url: str, prefix: str) -> None:

@@ -27,6 +27,7 @@ from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError, 
 from telegram.request import HTTPXRequest
 
 from bot.settings import TELEGRAM_WEBHOOK_PATH, Settings
+from integrations.redis_keys import SharedKeys, shared_keys
 
 logger = logging.getLogger(__name__)
 ALLOWED_UPDATES = ("message", "edited_message", "callback_query")
@@ -39,6 +40,7 @@ ADDRESSING: list[str | None] = [MessageEntity.MENTION, MessageEntity.TEXT_MENTIO
 # second in all; python-telegram-bot's AIORateLimiter needs `aiolimiter`, so `SendPacer` does it.
 CHAT_INTERVAL = 1.0
 OVERALL_PER_SECOND = 30
+OVERALL_KEY = "pace:all"  # the shared moments of every request of this bot
 
 Keyboard = tuple[tuple[str, str], ...]  # (title, callback data): one button per row
 
@@ -142,6 +144,11 @@ class SendPacer:
     cannot overtake one being retried. Waiting is by sleeping until the time is due (no polling),
     and waiters are served first come, first served (asyncio's locks are fair). `clock` and `sleep`
     can be replaced, for tests.
+
+    With `shared` keys (Redis, several replicas) every request also takes its moment from Redis:
+    one per `chat_interval` to a chat and one per 1/`overall_per_second` overall, whichever replica
+    sends, and a RetryAfter holds the chat back on every replica. Redis unreachable: this process's
+    own pacing still applies.
     """
 
     KEPT_CHATS = 512  # idle chats beyond this many are forgotten (only once their pause is over)
@@ -152,9 +159,12 @@ class SendPacer:
         overall_per_second: int = OVERALL_PER_SECOND,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        shared: SharedKeys | None = None,
     ) -> None:
         self.chat_interval = chat_interval
+        self.overall_interval = 1.0 / overall_per_second
         self.clock, self.sleep = clock, sleep
+        self.shared = shared
         self._chats: dict[int, _ChatPace] = {}
         self._recent: deque[float] = deque(maxlen=overall_per_second)  # start times of the last requests
         self._overall = asyncio.Lock()
@@ -170,11 +180,14 @@ class SendPacer:
         """Around one request that sends a message to `chat_id` (one attempt): enter when it may go."""
         async with self._using(chat_id) as chat, chat.pace:
             await self._until(chat.next_at)
+            await self._shared_moment(_chat_key(chat_id), self.chat_interval)
             await self.request()
             try:
                 yield
             except RetryAfter as error:
                 chat.next_at = self.clock() + _seconds(error.retry_after)
+                if self.shared is not None:
+                    self.shared.hold(_chat_key(chat_id), _seconds(error.retry_after))
                 raise
             finally:
                 chat.next_at = max(chat.next_at, self.clock() + self.chat_interval)
@@ -184,7 +197,13 @@ class SendPacer:
         async with self._overall:
             if len(self._recent) == self._recent.maxlen:
                 await self._until(self._recent[0] + 1.0)
+            await self._shared_moment(OVERALL_KEY, self.overall_interval)
             self._recent.append(self.clock())
+
+    async def _shared_moment(self, key: str, spacing: float) -> None:
+        wait = self.shared.reserve(key, spacing) if self.shared is not None else None
+        if wait:
+            await self.sleep(wait)
 
     async def _until(self, moment: float) -> None:
         wait = moment - self.clock()
@@ -206,6 +225,11 @@ class SendPacer:
             chat.users -= 1
 
 
+def _chat_key(chat_id: int) -> str:
+    """Named after the conversation ("telegram:<chat id>"), as `privacy forget` looks for it."""
+    return f"pace:telegram:{chat_id}"
+
+
 def _seconds(after: int | float | timedelta) -> float:
     """A RetryAfter's wait: seconds, or a timedelta with PTB_TIMEDELTA=true."""
     return after.total_seconds() if isinstance(after, timedelta) else float(after)
@@ -217,7 +241,7 @@ class TelegramBot:
 
     def __init__(self, settings: Settings, pacer: SendPacer | None = None) -> None:
         self.bot = make_bot(settings)
-        self.pacer = pacer or SendPacer()
+        self.pacer = pacer or SendPacer(shared=shared_keys(settings, "telegram"))
 
     async def ready(self) -> BotIdentity:
         """The bot's identity; the first call initialises the bot (getMe), later ones ask nothing."""

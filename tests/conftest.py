@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from production_stores import REDIS_URL
 from standins import PUBLIC_URL, Advisor, TelegramStandIn, TwilioStandIn
 
 import channels.advisor
@@ -225,3 +226,21 @@ class Conversation:
             parts.append(message.get("text", ""))
             parts += [b["title"] for b in message.get("buttons") or []]
         return "\n".join(parts)
+
+
+@pytest.fixture
+def redis_prefix():
+    """(prefix, client): a Redis key prefix of one test's own on the machine's Redis, its keys
+    deleted afterwards."""
+    redis = pytest.importorskip("redis")
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.ping()
+    except redis.RedisError:
+        if os.environ.get("CI"):
+            pytest.fail("Redis on 127.0.0.1:6379 is required under CI")
+        pytest.skip("Redis is not running on 127.0.0.1:6379")
+    prefix = f"somtest{uuid.uuid4().hex[:8]}"
+    yield prefix, client
+    for key in client.scan_iter(f"{prefix}:*"):
+        client.delete(key)

@@ -9,7 +9,6 @@ import datetime as dt
 import os
 import subprocess
 import sys
-import uuid
 
 import pytest
 import sqlalchemy as sa
@@ -274,22 +273,6 @@ def test_the_scheduled_purge_really_purges(tmp_path):
 
 
 # --- Redis: the locks a dead replica left behind ---------------------------------------------------
-
-
-@pytest.fixture
-def redis_prefix():
-    redis = pytest.importorskip("redis")
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        client.ping()
-    except redis.RedisError:
-        if os.environ.get("CI"):
-            pytest.fail("Redis on 127.0.0.1:6379 is required under CI")
-        pytest.skip("Redis is not running on 127.0.0.1:6379")
-    prefix = f"somtest{uuid.uuid4().hex[:8]}"
-    yield prefix, client
-    for key in client.scan_iter(f"{prefix}:*"):
-        client.delete(key)
 
 
 def test_purge_deletes_locks_whose_tickets_all_expired(redis_prefix):

@@ -3,36 +3,29 @@ that stops answering costs one time-out, not one per message, and loses nothing.
 
 from __future__ import annotations
 
-import os
+import asyncio
 import socket
 import threading
-import uuid
+import time
 
 import pytest
 import redis
+from blueprint_harness import in_event_loop
+from production_stores import REDIS_URL
+from telegram.error import RetryAfter
 
 from bot.messaging import CallbackData, RecentIds
 from bot.settings import Settings
 from integrations.redis_keys import SharedKeys, shared_keys
+from integrations.telegram import SendPacer
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 LONG_PAYLOAD = '/inform{"entry": "' + "social_security.a_very_long_entry_identifier" * 2 + '"}'
 
 
 @pytest.fixture
-def namespace():
+def namespace(redis_prefix):
     """A namespace of its own in the machine's Redis, emptied afterwards."""
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        client.ping()
-    except redis.RedisError:
-        if os.environ.get("CI"):
-            pytest.fail("Redis on 127.0.0.1:6379 is required under CI")
-        pytest.skip("Redis is not running on 127.0.0.1:6379")
-    prefix = f"somtest{uuid.uuid4().hex[:8]}:"
-    yield prefix
-    for key in client.scan_iter(f"{prefix}*"):
-        client.delete(key)
+    return f"{redis_prefix[0]}:"
 
 
 class SilentServer:
@@ -91,3 +84,64 @@ def test_only_the_production_profile_shares_keys():
     assert shared_keys(Settings.from_env({}), "whatsapp") is None
     shared = shared_keys(Settings.from_env({"REDIS_URL": REDIS_URL, "REDIS_KEY_PREFIX": "som"}), "whatsapp")
     assert isinstance(shared, SharedKeys)
+
+
+# --- Telegram's flood limits across replicas ------------------------------------------------
+# Real time and the real Redis, with short intervals. Only lower bounds are asserted: a slow
+# machine makes the gaps longer, never shorter.
+
+
+def two_replicas(namespace: str, **limits: float) -> tuple[SendPacer, SendPacer]:
+    return tuple(SendPacer(shared=SharedKeys(REDIS_URL, namespace), **limits) for _ in range(2))  # type: ignore[return-value]
+
+
+@in_event_loop
+async def test_two_replicas_writing_to_one_chat_keep_its_pace_between_them(namespace):
+    replicas = two_replicas(namespace, chat_interval=0.25)
+    started: list[float] = []
+
+    async def send(replica: SendPacer) -> None:
+        async with replica.message(77):
+            started.append(time.monotonic())
+
+    for n in range(4):  # an advisor's replies, each sent by whichever replica took the request
+        await send(replicas[n % 2])
+    gaps = [later - earlier for earlier, later in zip(started, started[1:])]
+    assert all(gap >= 0.2 for gap in gaps), gaps
+    other_chat = time.monotonic()
+    async with replicas[1].message(78):
+        assert time.monotonic() - other_chat < 0.2, "another chat does not wait for this one"
+
+
+@in_event_loop
+async def test_two_replicas_together_stay_under_the_overall_limit(namespace):
+    replicas = two_replicas(namespace, overall_per_second=10)
+    started: list[float] = []
+
+    async def send(replica: SendPacer, chat_id: int) -> None:
+        async with replica.message(chat_id):
+            started.append(time.monotonic())
+
+    await asyncio.gather(*(send(replicas[chat_id % 2], chat_id) for chat_id in range(12)))
+    started.sort()
+    assert all(later - earlier >= 0.08 for earlier, later in zip(started, started[1:]))  # 10 a second
+
+
+@in_event_loop
+async def test_telegrams_retry_after_on_one_replica_holds_the_chat_on_the_other(namespace):
+    first, second = two_replicas(namespace)
+    with pytest.raises(RetryAfter):
+        async with first.message(5):
+            raise RetryAfter(1)
+    asked = time.monotonic()
+    async with second.message(5):
+        assert time.monotonic() - asked >= 0.9
+
+
+def test_redis_out_of_reach_leaves_each_replica_its_own_pace():
+    server = SilentServer()
+    try:
+        shared = SharedKeys(server.url, "som:telegram:")
+        assert shared.reserve("pace:telegram:1", 1.0) is None
+    finally:
+        server.close()

@@ -289,9 +289,14 @@ def test_advisor_reply_reaches_the_widget_labelled(assistant, new_widget):
     handoff = advisor.handoff_of(widget.session_id())
     assert handoff["channel"] == "socketio"
     assert advisor.call("POST", f"/handoffs/{handoff['id']}/claim")[0] == 200
+    assert advisor.call("POST", f"/handoffs/{handoff['id']}/typing", {})[1] == {"shown": True}
+    indicator = widget.page.locator(".typing")
+    indicator.wait_for(state="visible", timeout=TIMEOUT)
+    assert indicator.inner_text() == "Su asesor(a) está escribiendo…"
     question = {"text": "¿Desde cuándo trabaja allá?"}
     assert advisor.call("POST", f"/handoffs/{handoff['id']}/messages", question)[0] == 201
     assert widget.advisor_label_of("¿Desde cuándo trabaja allá?") == "Rosa · asesor(a) del SOM"
+    indicator.wait_for(state="hidden", timeout=TIMEOUT)  # the message took its place
     widget.screenshot("webchat-advisor.png")
     seen = widget.transcript()
 

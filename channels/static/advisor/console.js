@@ -190,7 +190,7 @@ function deliveryBadge(delivery) {
 }
 
 async function replyForm(h) {
-  // While the advisor writes, the person sees "typing…" (WhatsApp; at most every 20 s, best effort).
+  // While the advisor writes, the person sees "typing…" (WhatsApp, Telegram, web chat; at most every 20 s, best effort).
   let typingAt = 0;
   const box = el("textarea", { id: "reply", rows: "3", "aria-label": "Respuesta para la persona", oninput: () => {
     if (Date.now() - typingAt < 20000) return;

@@ -16,6 +16,7 @@ window.SOMWebchatStrings = Object.freeze({
   placeholder: "Escriba su mensaje…",
   send: "Enviar",
   typing: "Escribiendo una respuesta…",
+  advisorTyping: "Su asesor(a) está escribiendo…",
   pending: "Pendiente: se enviará al recuperar la conexión",
   newTab: "(se abre en una pestaña nueva)",
   connecting: "Conectando…",

@@ -32,6 +32,7 @@
   };
   var MAX_INPUT = 1500; // the server cuts longer messages (bot.messaging.MAX_INPUT_CHARS)
   var MAX_LOCAL_LINES = 100;
+  var ADVISOR_TYPING_MS = 25000; // as on WhatsApp: the indicator goes with the message or after 25 s
   var SESSION_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
   var LIST_ITEM = /^\s*(?:•|-|\*)\s+/;
   // *bold* (as in WhatsApp), web addresses, www. addresses and e-mail addresses.
@@ -67,6 +68,7 @@
     localLines: storage.get("local", []), // lines the server does not keep
     outbox: storage.get("outbox", []), // messages not yet acknowledged by the server
     inFlight: null,
+    advisorTypingUntil: 0, // an advisor is writing (until their message arrives, or this time)
     online: false,
     drawn: false, // the conversation so far is on screen
     keptShown: 0, // lines on screen that the server keeps: fewer than it has means we missed some
@@ -236,7 +238,8 @@
     ui.typing = el("p", "typing");
     ui.typing.setAttribute("aria-hidden", "true");
     ui.typing.hidden = true;
-    ui.typing.append(el("span", "dots"), S.typing);
+    ui.typingText = el("span", "typing-text", S.typing);
+    ui.typing.append(el("span", "dots"), ui.typingText);
 
     ui.form = el("form", "composer");
     var label = el("label", "sr-only", S.inputLabel);
@@ -391,7 +394,15 @@
   }
 
   function showTyping() {
-    state.ui.typing.hidden = !(state.online && state.inFlight);
+    var advisorWriting = Date.now() < state.advisorTypingUntil;
+    state.ui.typing.hidden = !(state.online && (state.inFlight || advisorWriting));
+    state.ui.typingText.textContent = state.inFlight ? S.typing : S.advisorTyping;
+  }
+
+  function advisorTyping() {
+    state.advisorTypingUntil = Date.now() + ADVISOR_TYPING_MS;
+    showTyping();
+    window.setTimeout(showTyping, ADVISOR_TYPING_MS + 50);
   }
 
   // --- history --------------------------------------------------------------------------------
@@ -467,6 +478,7 @@
     });
     socket.on("session_confirm", confirmSession);
     socket.on("bot_uttered", receive);
+    socket.on("advisor_typing", advisorTyping);
     socket.on("disconnect", function () {
       state.online = false;
       state.inFlight = null; // sent again once back: the server ignores a message it already has
@@ -524,6 +536,8 @@
       ts: Number(meta.ts) || Date.now() / 1000,
     };
     if (!line.text) return;
+    state.advisorTypingUntil = 0;
+    showTyping();
     append(line);
     if (meta.kept === false) keepLocally(line);
     else state.keptShown += 1;
