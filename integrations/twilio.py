@@ -40,7 +40,7 @@ TYPING_TIMEOUT_SECONDS = 3.0  # best effort: an answer never waits for it
 
 # WhatsApp's limits for interactive messages (Twilio's Content API documents them).
 QUICK_REPLY_MAX, QUICK_REPLY_TITLE = 3, 20
-LIST_MAX, LIST_ITEM_TITLE, LIST_BUTTON = 10, 24, 20
+LIST_MAX, LIST_ITEM_TITLE, LIST_ITEM_DESCRIPTION, LIST_BUTTON = 10, 24, 72, 20
 INTERACTIVE_BODY = 1024
 BODY_VARIABLE = "{{1}}"  # one content per button set: the message's text goes in as variable 1
 
@@ -103,8 +103,18 @@ class TwilioMessages:
         return str(message.sid)
 
     async def create_content(self, definition: Mapping[str, Any]) -> str:
-        """Create a content (the SDK has no method for it: its generic request, as the SDK would
-        send it, JSON); its SID. Raises TwilioRestException when Twilio refuses."""
+        """Create a content; its SID. A list refused without a description on every item is
+        created again with them. Raises TwilioRestException when Twilio refuses."""
+        try:
+            return await self._post_content(definition)
+        except TwilioRestException as error:
+            described = with_every_description(definition)
+            if described is None or not refused(error):
+                raise
+            return await self._post_content(described)
+
+    async def _post_content(self, definition: Mapping[str, Any]) -> str:
+        """The SDK has no method for it: its generic request, as the SDK would send it, JSON."""
         url = self.client().content.absolute_url("v1/Content")
         response = await self.client().request_async(
             "POST",
@@ -237,16 +247,20 @@ def _json_of(response: Any, method: str, url: str) -> dict[str, Any]:
 def interactive_content(buttons: Sequence[tuple[str, str]], list_button: str) -> dict[str, Any] | None:
     """A Content API definition for WhatsApp's own buttons (up to 3 short titles, `twilio/quick-reply`)
     or list (up to 10, `twilio/list-picker`, opened with `list_button`), the text as variable 1;
-    None when WhatsApp could not show these options (then they go as numbered text)."""
+    None when WhatsApp could not show these options (then they go as numbered text).
+
+    A list item's title is at most 24 characters: a longer title (up to 72) is shortened at a word
+    and given whole as the item's description, which the list shows under it."""
     titles = [title for title, _ in buttons]
     if not buttons or len({p for _, p in buttons}) != len(buttons) or any(not t.strip() for t in titles):
         return None
     if len(buttons) <= QUICK_REPLY_MAX and all(len(t) <= QUICK_REPLY_TITLE for t in titles):
         kind = "twilio/quick-reply"
-        types = {kind: {"body": BODY_VARIABLE, "actions": [{"title": t, "id": p} for t, p in buttons]}}
-    elif len(buttons) <= LIST_MAX and all(len(t) <= LIST_ITEM_TITLE for t in titles):
+        actions = [{"type": "QUICK_REPLY", "title": t, "id": p} for t, p in buttons]
+        types = {kind: {"body": BODY_VARIABLE, "actions": actions}}
+    elif len(buttons) <= LIST_MAX and all(len(t) <= LIST_ITEM_DESCRIPTION for t in titles):
         kind = "twilio/list-picker"
-        items = [{"item": t, "id": p} for t, p in buttons]
+        items = [list_item(t, p) for t, p in buttons]
         types = {kind: {"body": BODY_VARIABLE, "button": list_button[:LIST_BUTTON], "items": items}}
     else:
         return None
@@ -257,6 +271,25 @@ def interactive_content(buttons: Sequence[tuple[str, str]], list_button: str) ->
         "variables": {"1": "-"},
         "types": types,
     }
+
+
+def list_item(title: str, payload: str) -> dict[str, str]:
+    if len(title) <= LIST_ITEM_TITLE:
+        return {"item": title, "id": payload}
+    short = title[: LIST_ITEM_TITLE - 1].rsplit(" ", 1)[0].rstrip(" ,:;.-") or title[: LIST_ITEM_TITLE - 1]
+    return {"item": short + "…", "id": payload, "description": title}
+
+
+def with_every_description(definition: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The same list with a description on every item (its title where it had none), for a
+    Content API that requires one (Twilio's pages disagree on it); None when nothing would change."""
+    types = definition["types"]
+    items = types.get("twilio/list-picker", {}).get("items", [])
+    if all("description" in item for item in items):
+        return None
+    described = [{**item, "description": item.get("description", item["item"])} for item in items]
+    picker = {**types["twilio/list-picker"], "items": described}
+    return {**definition, "types": {"twilio/list-picker": picker}}
 
 
 def content_digest(definition: Mapping[str, Any]) -> str:

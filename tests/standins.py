@@ -42,6 +42,7 @@ T = TypeVar("T")
 TWILIO_ACCOUNT_SID = "AC" + "0" * 31 + "1"
 TWILIO_AUTH_TOKEN = "stand-in-twilio-auth-token"
 TWILIO_WHATSAPP_FROM = "whatsapp:+14155238886"
+MESSAGE_SID = re.compile(r"^(SM|MM)[0-9a-fA-F]{32}$")  # what the typing indicator takes (messaging v2 spec)
 TELEGRAM_BOT_ID = 700100200
 TELEGRAM_BOT_USERNAME = "som_test_bot"
 TELEGRAM_BOT_TOKEN = f"{TELEGRAM_BOT_ID}:stand-in-telegram-token"
@@ -213,6 +214,8 @@ class TwilioStandIn(StandIn):
         self.templates: set[str] = set()  # approved templates (usable outside the 24-hour window)
         self.messages: dict[str, dict[str, str]] = {}  # message SID -> the parameters it was sent with
         self._stalls: list[tuple[Callable[[Recorded], bool], float]] = []
+        # Twilio's pages disagree on whether a list item needs a description: both are tried.
+        self.list_descriptions_required = False
 
     def env(self) -> dict[str, str]:
         return {
@@ -296,8 +299,8 @@ class TwilioStandIn(StandIn):
         if request.method == "POST" and request.path == self.CONTENT:
             return self._create_content(request)
         if request.method == "POST" and request.path == self.TYPING:
-            if request.params.get("channel") != "whatsapp" or not request.params.get("messageId", "").startswith(
-                ("SM", "MM")
+            if request.params.get("channel") != "whatsapp" or not MESSAGE_SID.match(
+                request.params.get("messageId", "")
             ):
                 return 400, {"code": 21211, "message": "Invalid messageId or channel", "status": 400}
             return 200, {"success": True}
@@ -358,7 +361,7 @@ class TwilioStandIn(StandIn):
             types = json.loads(request.params.get("types") or "null")
         except ValueError:
             types = None
-        problem = content_types_problem(types)
+        problem = content_types_problem(types, self.list_descriptions_required)
         if problem or not request.params.get("friendly_name"):
             return 400, {"code": 20001, "message": problem or "friendly_name is required", "status": 400}
         sid = "HX" + uuid.uuid4().hex
@@ -420,8 +423,9 @@ class TwilioStandIn(StandIn):
         return [self.render(r.params) for r in self.accepted(to)]
 
 
-def content_types_problem(types: Any) -> str | None:
-    """Why the Content API would refuse these types, for the two our channel creates."""
+def content_types_problem(types: Any, list_descriptions_required: bool = False) -> str | None:
+    """Why the Content API would refuse these types, for the two our channel creates (limits as
+    Twilio's Content API documents them, and its OpenAPI models: a quick reply's type is required)."""
     if not isinstance(types, dict) or len(types) != 1:
         return "types must hold one content type"
     ((kind, data),) = types.items()
@@ -431,6 +435,8 @@ def content_types_problem(types: Any) -> str | None:
             return "quick-reply needs a body and 1 to 3 actions"
         if any(not 1 <= len(a.get("title", "")) <= 20 or not a.get("id") for a in actions):
             return "quick-reply titles are 1 to 20 characters, each with an id"
+        if any(a.get("type") != "QUICK_REPLY" for a in actions):
+            return "quick-reply actions need type QUICK_REPLY"
         return None
     if kind == "twilio/list-picker":
         items = data.get("items") or []
@@ -438,6 +444,10 @@ def content_types_problem(types: Any) -> str | None:
             return "list-picker needs a body, a button of up to 20 characters and 1 to 10 items"
         if any(not 1 <= len(i.get("item", "")) <= 24 or not 1 <= len(i.get("id", "")) <= 200 for i in items):
             return "list-picker items are 1 to 24 characters, ids up to 200"
+        if any(len(i.get("description", "")) > 72 for i in items):
+            return "list-picker descriptions are up to 72 characters"
+        if list_descriptions_required and not all(i.get("description") for i in items):
+            return "list-picker items need a description"
         return None
     return f"unsupported content type {kind}"
 

@@ -22,6 +22,7 @@ from blueprint_harness import (
     new_agent,
     served,
 )
+from production_stores import REDIS_URL
 from standins import PUBLIC_URL, TwilioStandIn
 from test_channel_blueprints import (
     Console,
@@ -41,7 +42,7 @@ import integrations.twilio
 from bot import services
 from bot.handoff import Handoff
 from bot.settings import WHATSAPP_STATUS_PATH
-from channels.whatsapp import WhatsAppChannel
+from channels.whatsapp import WhatsAppChannel, WhatsAppSender
 
 pytestmark = channel_test_marks(90)
 
@@ -231,7 +232,7 @@ async def test_native_buttons_and_lists_are_created_once_and_a_tap_is_the_payloa
     assert kinds == ["twilio/quick-reply", "twilio/list-picker"], "the same button set is created once"
     quick_reply, list_picker = (json.loads(r.params["types"]) for r in created)
     assert quick_reply["twilio/quick-reply"]["actions"] == [
-        {"title": b["title"], "id": b["payload"]} for b in TWO_OPTIONS
+        {"type": "QUICK_REPLY", "title": b["title"], "id": b["payload"]} for b in TWO_OPTIONS
     ]
     assert list_picker["twilio/list-picker"]["button"] == "Ver opciones"
     sent = twilio_standin.accepted(address)
@@ -254,7 +255,7 @@ async def test_options_whatsapp_cannot_show_natively_and_a_failing_content_api_f
     environment.set(TWILIO_CONTENT_ENABLED="1")
     header = first_message(kb, "channels.options_header")
     too_many = [{"title": f"Opción {n}", "payload": f"/option_{n}"} for n in range(11)]
-    too_long = [{"title": "Trabajar en el extranjero con contrato", "payload": "/work_abroad"}, TWO_OPTIONS[1]]
+    too_long = [{"title": "Trabajar en el extranjero con contrato " * 2, "payload": "/work_abroad"}, TWO_OPTIONS[1]]
     assistant = ScriptedAssistant(new_agent())
     assistant.answer("muchas", {"text": "Elija una", "buttons": too_many})
     assistant.answer("largas", {"text": "Elija una", "buttons": too_long})
@@ -275,10 +276,47 @@ async def test_options_whatsapp_cannot_show_natively_and_a_failing_content_api_f
         await whatsapp_replies(twilio_standin, address, 4)
     many, long, fallback, _ = twilio_standin.bodies(address)
     assert many.startswith(f"Elija una\n\n{header}\n1. Opción 0") and "11. Opción 10" in many
-    assert long == f"Elija una\n\n{header}\n1. Trabajar en el extranjero con contrato\n2. Volver al Perú"
+    assert long.startswith(f"Elija una\n\n{header}\n1. Trabajar en el extranjero con contrato Trabajar")
     assert fallback == f"¿Qué necesita, estimado usuario?\n\n{header}\n1. Trabajar afuera\n2. Volver al Perú"
     assert assistant.texts()[-1] == "/return_to_peru"
     assert all("Body" in r.params for r in twilio_standin.accepted(address))
+
+
+@in_event_loop
+async def test_a_list_shortens_long_titles_keeps_them_whole_below_and_a_picked_item_is_its_payload(
+    environment, twilio_standin
+):
+    environment.set(TWILIO_CONTENT_ENABLED="1")
+    twilio_standin.list_descriptions_required = True  # as Twilio's current page reads: created again
+    guides = [
+        {"title": "Argentina: documentos, costo y plazos", "payload": "/argentina_documents"},
+        {"title": "Japón: visa para descendientes nikkei", "payload": "/japan_nikkei"},
+        {"title": "Chile", "payload": "/chile"},
+        {"title": "Volver al Perú", "payload": "/return_to_peru"},
+    ]
+    assistant = ScriptedAssistant(new_agent())
+    assistant.answer("guías", {"text": "¿Qué guía desea?", "buttons": guides})
+    address = whatsapp_address()
+    created_before = len(twilio_standin.calls(TwilioStandIn.CONTENT))
+    async with served([WhatsAppChannel(environment.settings())], assistant) as app:
+        await post_to_whatsapp(app, twilio_fields(address, "guías"))
+        await whatsapp_replies(twilio_standin, address, 1)
+        # What Twilio posts for a picked list item: its id, and its title as the text.
+        picked = twilio_fields(address, "Japón: visa para…", ListId="/japan_nikkei", ListTitle="Japón: visa para…")
+        await post_to_whatsapp(app, picked)
+        await app.idle()
+    refused, created = twilio_standin.calls(TwilioStandIn.CONTENT)[created_before:]
+    assert (refused.status, created.status) == (400, 201)
+    items = json.loads(created.params["types"])["twilio/list-picker"]["items"]
+    assert [(i["item"], i["description"]) for i in items] == [
+        ("Argentina: documentos…", "Argentina: documentos, costo y plazos"),
+        ("Japón: visa para…", "Japón: visa para descendientes nikkei"),
+        ("Chile", "Chile"),
+        ("Volver al Perú", "Volver al Perú"),
+    ]
+    assert all(len(i["item"]) <= 24 for i in items)
+    assert "ContentSid" in twilio_standin.accepted(address)[0].params
+    assert assistant.texts() == ["guías", "/japan_nikkei"]
 
 
 @in_event_loop
@@ -349,6 +387,23 @@ async def test_while_an_advisor_writes_the_person_sees_typing_on_their_last_mess
     shown = typing_for(twilio_standin, written["MessageSid"])
     assert [r.status for r in shown] == [200, 500]
     assert app.assistant.received == [], "the person talks with the advisor"
+
+
+@in_event_loop
+async def test_typing_reaches_the_person_when_the_advisors_replica_did_not_receive_their_message(
+    environment, twilio_standin, redis_prefix
+):
+    environment.set(REDIS_URL=REDIS_URL, REDIS_KEY_PREFIX=redis_prefix[0])
+    receiving, advisors = (WhatsAppSender(environment.settings()) for _ in range(2))
+    address = whatsapp_address()
+    written = twilio_fields(address, "¿Me ayuda?")
+    try:
+        assert await advisors.typing_to(address) is False, "no message of theirs anywhere yet"
+        receiving.remember_inbound(address, written["MessageSid"])
+        assert await advisors.typing_to(address) is True
+    finally:
+        await asyncio.gather(receiving.close(), advisors.close())
+    assert [r.status for r in typing_for(twilio_standin, written["MessageSid"])] == [200]
 
 
 # --- a Twilio that fails or answers too late ------------------------------------------------
