@@ -177,18 +177,20 @@ def figures(
 # --- conversations: Rasa's events ---------------------------------------------------------------
 
 
+def events_between(span: Period, kinds: tuple[str, ...]) -> sa.sql.Select:
+    """Events of these kinds in the period (Rasa's `events` has an index on the time: see
+    extensions/tracker_store.py)."""
+    return sa.select(EVENTS.c.sender_id, EVENTS.c.type_name, EVENTS.c.timestamp, EVENTS.c.data).where(
+        EVENTS.c.type_name.in_(kinds),
+        EVENTS.c.timestamp >= span.start.timestamp(),
+        EVENTS.c.timestamp < span.end.timestamp(),
+    )
+
+
 def _conversation_figures(engine: sa.engine.Engine, span: Period) -> dict[str, Any]:
     if not sa.inspect(engine).has_table("events"):
         return {}
-    query = (
-        sa.select(EVENTS.c.sender_id, EVENTS.c.type_name, EVENTS.c.timestamp, EVENTS.c.data)
-        .where(
-            EVENTS.c.type_name.in_(("user", "slot")),
-            EVENTS.c.timestamp >= span.start.timestamp(),
-            EVENTS.c.timestamp < span.end.timestamp(),
-        )
-        .order_by(EVENTS.c.timestamp)
-    )
+    query = events_between(span, ("user", "slot")).order_by(EVENTS.c.timestamp)
     by_day: dict[dt.date, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
     people: set[str] = set()
     channel_of: dict[str, str] = {}
@@ -273,15 +275,7 @@ def recent_turns(
     not what a person wrote: left out."""
     if not sa.inspect(engine).has_table("events"):
         return []
-    query = (
-        sa.select(EVENTS.c.sender_id, EVENTS.c.type_name, EVENTS.c.timestamp, EVENTS.c.data)
-        .where(
-            EVENTS.c.type_name.in_(("user", "bot", "slot")),
-            EVENTS.c.timestamp >= span.start.timestamp(),
-            EVENTS.c.timestamp < span.end.timestamp(),
-        )
-        .order_by(EVENTS.c.sender_id, EVENTS.c.id)
-    )
+    query = events_between(span, ("user", "bot", "slot")).order_by(EVENTS.c.sender_id, EVENTS.c.id)
     turns: list[Turn] = []
     current: Turn | None = None
     with engine.connect() as connection:

@@ -27,6 +27,7 @@ turn_logger = logging.getLogger("som.turn")
 RECENT_EVENTS = 30  # about five turns: what the rules and the actions look at
 LOADED = "_som_events_loaded"  # how many of a tracker's events are already stored
 SESSION_INDEX = "som_events_sender_type_id"
+TIME_INDEX = "som_events_timestamp"
 
 
 class TurnLoggingSQLTrackerStore(SQLTrackerStore):
@@ -36,20 +37,28 @@ class TurnLoggingSQLTrackerStore(SQLTrackerStore):
             # Rasa opens the file anew for every query; a pool keeps connections and their pragmas.
             self.engine = engine_for(self.engine.url)
             self.sessionmaker = sa.orm.sessionmaker(bind=self.engine)
-        self._create_session_index()
+        self._create_indexes()
 
-    def _create_session_index(self) -> None:
-        """Rasa indexes events by conversation only, so finding the latest session start and the
-        slots before the window read every event of the conversation: turn 100 paid for the 99
-        before it. This index makes both lookups seeks. (On an existing large PostgreSQL table,
-        the first start builds it, holding writes to `events` meanwhile.)"""
+    def _create_indexes(self) -> None:
+        """Rasa indexes events by conversation only.
+
+        - Finding the latest session start and the slots before the window read every event of
+          the conversation: turn 100 paid for the 99 before it. `SESSION_INDEX` makes both seeks.
+        - The operators' figures (bot/report.py) and the daily purge read events by time:
+          `TIME_INDEX` spares them a scan of every conversation ever kept.
+
+        On an existing large PostgreSQL table, the first start builds them, holding writes to
+        `events` meanwhile."""
         table = self.SQLEvent.__table__
-        index = sa.Index(SESSION_INDEX, table.c.sender_id, table.c.type_name, table.c.id)
-        try:
-            index.create(self.engine, checkfirst=True)
-        except sa.exc.DBAPIError:  # another replica created it at the same moment
-            if SESSION_INDEX not in {i["name"] for i in sa.inspect(self.engine).get_indexes(table.name)}:
-                raise
+        for index in (
+            sa.Index(SESSION_INDEX, table.c.sender_id, table.c.type_name, table.c.id),
+            sa.Index(TIME_INDEX, table.c.timestamp),
+        ):
+            try:
+                index.create(self.engine, checkfirst=True)
+            except sa.exc.DBAPIError:  # another replica created it at the same moment
+                if index.name not in {i["name"] for i in sa.inspect(self.engine).get_indexes(table.name)}:
+                    raise
 
     async def retrieve(self, sender_id: str) -> DialogueStateTracker | None:
         with self.engine.connect() as connection:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import sqlite3
 
 from rasa.shared.core.domain import Domain
 from rasa.shared.core.events import ActionExecuted, BotUttered, SessionStarted, SlotSet, UserUttered
 from rasa.shared.core.trackers import DialogueStateTracker
 
-from extensions.tracker_store import RECENT_EVENTS, SESSION_INDEX, TurnLoggingSQLTrackerStore
+from bot import report
+from bot.office_hours import OfficeHours
+from bot.settings import CONTENT_DIR
+from extensions.tracker_store import RECENT_EVENTS, SESSION_INDEX, TIME_INDEX, TurnLoggingSQLTrackerStore
 
 DOMAIN = Domain.from_dict(
     {
@@ -81,15 +85,20 @@ def test_trackers_from_elsewhere_are_stored_without_duplicates(tmp_path):
     assert stored.events[-1].text == "mensaje del asesor"
 
 
+def query_plan(path, engine, query) -> list[str]:
+    """SQLite's plan for `query`, one line per step ("SEARCH … USING INDEX …" or "SCAN …")."""
+    compiled = query.compile(dialect=engine.dialect, compile_kwargs={"render_postcompile": True})
+    rows = sqlite3.connect(path).execute(f"EXPLAIN QUERY PLAN {compiled}", [None] * len(compiled.positiontup))
+    return [row[3] for row in rows]
+
+
 def test_session_lookups_seek_an_index_instead_of_reading_the_whole_conversation(tmp_path):
     path = tmp_path / "t.db"
     store = TurnLoggingSQLTrackerStore(DOMAIN, dialect="sqlite", db=str(path))
     TurnLoggingSQLTrackerStore(DOMAIN, dialect="sqlite", db=str(path))  # a second replica on the same database
 
     def plan(query) -> list[str]:
-        compiled = query.compile(dialect=store.engine.dialect)
-        rows = sqlite3.connect(path).execute(f"EXPLAIN QUERY PLAN {compiled}", [None] * len(compiled.positiontup))
-        return [row[3] for row in rows]
+        return query_plan(path, store.engine, query)
 
     session_start = f"INDEX {SESSION_INDEX} (sender_id=? AND type_name=?)"
     slots_before_window = f"INDEX {SESSION_INDEX} (sender_id=? AND type_name=? AND id>? AND id<?)"
@@ -97,3 +106,18 @@ def test_session_lookups_seek_an_index_instead_of_reading_the_whole_conversation
     assert any(session_start in step for step in window), window
     assert any(session_start in step for step in head) and any(slots_before_window in step for step in head), head
     assert not any(step.startswith("SCAN") for step in window + head)
+
+
+def test_the_operators_figures_read_only_the_period_through_the_time_index(tmp_path):
+    path = tmp_path / "t.db"
+    store = TurnLoggingSQLTrackerStore(DOMAIN, dialect="sqlite", db=str(path))
+    span = report.period(
+        dt.date(2026, 11, 1),
+        dt.date(2026, 11, 30),
+        dt.datetime.now(dt.timezone.utc),
+        OfficeHours.load(CONTENT_DIR / "office_hours.yml"),
+    )
+    for kinds in (("user", "slot"), ("user", "bot", "slot")):
+        steps = query_plan(path, store.engine, report.events_between(span, kinds))
+        assert any(f"INDEX {TIME_INDEX} (timestamp>? AND timestamp<?)" in step for step in steps), steps
+        assert not any(step.startswith("SCAN") for step in steps), steps
