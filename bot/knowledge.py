@@ -193,6 +193,11 @@ class KnowledgeBase:
             if entry.questions and not entry.topic:
                 yield f"{entry.file}: {entry.id}: has questions but no topic"
             yield from self.policy.problems(f"{entry.file}: {entry.id}", entry.sources, entry.verify, entry.messages)
+        first_with: dict[str, str] = {}
+        for entry in self.entries.values():  # "¿Quiso decir…?" and the supervisors' review name entries by title
+            if entry.title in first_with:
+                yield f"{entry.file}: {entry.id}: title '{entry.title}' is also {first_with[entry.title]}'s"
+            first_with.setdefault(entry.title, entry.id)
         for country in self.countries:
             texts = [t for t in (country.notes, country.bilateral, country.multilateral) if t]
             yield from self.policy.problems(f"countries.yml: {country.name}", country.sources, country.verify, texts)

@@ -58,12 +58,20 @@ def test_a_supervisor_sees_the_charts_and_downloads_the_csv(var_dir, browser):  
         assert "conversaciones_por_dia,2026-12-01,telegram,1" in open(exported.path(), encoding="utf-8").read()
 
         # Review: the not-understood message is listed; say which entry should have answered it.
+        # The supervisor picks it by the title the assistant shows; the editors get its identifier.
+        title = services.knowledge_base().current().entry(ENTRY).title
+        assert page.locator(f'#entry-titles option[value="{title}"]').count() == 1
         turn = page.locator("#turns li").filter(has_text=ANDEAN)
-        turn.get_by_label("Respuesta que debió dar (identificador)").fill(ENTRY)
+        turn.get_by_label("Respuesta que debió dar").fill(title)
         turn.get_by_label("Comentario para los editores").fill("era la constancia andina")
         turn.get_by_role("button", name="Marcar como incorrecta").click()
-        turn.get_by_text(f"Revisión guardada: debió responder {ENTRY}.").wait_for(timeout=TIMEOUT)
+        turn.get_by_text(f"Revisión guardada: debió responder «{title}».").wait_for(timeout=TIMEOUT)
         page.screenshot(path=str(ARTIFACTS / "advisor-dashboard-review.png"), full_page=True)
+        # A quick period: last month, in Lima's calendar.
+        page.get_by_role("button", name="Mes anterior").click()
+        first, last = page.get_by_label("Desde").input_value(), page.get_by_label("Hasta").input_value()
+        assert first.endswith("-01") and first[:7] == last[:7] and last < page.evaluate("limaToday()")
+        page.get_by_text(f"Del {first[8:]}/{first[5:7]}/{first[:4]} al ").wait_for(timeout=TIMEOUT)
         origin = urlparse(server.url).netloc
         assert {urlparse(url).netloc for url in requests if url.startswith("http")} == {origin}, "no CDN"
         context.close()

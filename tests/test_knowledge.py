@@ -87,6 +87,7 @@ def _edit_first_entry(content_dir: Path, file: str, change) -> str:
         (lambda e: e.update(aspects=["price"]), "unknown aspects ['price']"),
         (lambda e: e.update(country="Narnia"), "unknown country 'Narnia'"),
         (lambda e: e.update(topic="weather"), "unknown topic 'weather'"),
+        (lambda e: e.update(title="Convenio con un país"), "is also social_security.by_country's"),
     ],
 )
 def test_checker_names_file_entry_and_problem(content_copy, change, expected):

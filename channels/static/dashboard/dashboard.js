@@ -81,14 +81,23 @@ function el(tag, props = {}, ...children) {
 
 function when(iso) { return new Date(iso).toLocaleString("es-PE", { dateStyle: "short", timeStyle: "short", timeZone: "America/Lima" }); }
 
+// Supervisors pick an answer by its title (as the assistant shows it); editors get its identifier.
+const entryIds = new Map(); // title -> identifier
+
 async function loadEntries() {
   const { entries } = await (await call("/entries")).json();
-  $("entry-ids").replaceChildren(...entries.map((e) => el("option", { value: e.id }, e.title)));
+  entries.forEach((e) => entryIds.set(e.title, e.id));
+  $("entry-titles").replaceChildren(...entries.map((e) => el("option", { value: e.title })));
+}
+
+function chosenEntry(typed) {
+  const text = typed.trim();
+  return entryIds.get(text) || text; // an identifier typed as such is taken too
 }
 
 // Texts from conversations go in with textContent (el), never as markup.
 function turnItem(turn, index) {
-  const entry = el("input", { list: "entry-ids", required: "", id: `entry-${index}`, "aria-label": "Respuesta que debió dar (identificador)", placeholder: "Respuesta que debió dar, p. ej. dest.spain.documents" });
+  const entry = el("input", { list: "entry-titles", required: "", id: `entry-${index}`, "aria-label": "Respuesta que debió dar", placeholder: "Respuesta que debió dar: escriba un tema o un país" });
   const comment = el("input", { "aria-label": "Comentario para los editores", placeholder: "Comentario (opcional)" });
   const item = el("li", {},
     el("span", { class: "meta" }, `${when(turn.at)}${turn.not_understood ? " · no entendido" : ""}`),
@@ -100,12 +109,12 @@ function turnItem(turn, index) {
       const res = await fetch(`${api}/reviews`, {
         method: "POST",
         headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
-        body: JSON.stringify({ conversation_id: turn.conversation_id, person_text: turn.person, assistant_text: turn.assistant, expected_entry: entry.value.trim(), comment: comment.value }),
+        body: JSON.stringify({ conversation_id: turn.conversation_id, person_text: turn.person, assistant_text: turn.assistant, expected_entry: chosenEntry(entry.value), comment: comment.value }),
       });
       const body = await res.json().catch(() => ({}));
       if (!res.ok) throw new Error(body.error || `Error ${res.status}`);
       item.classList.add("reviewed");
-      form.replaceChildren(el("span", { class: "meta" }, `Revisión guardada: debió responder ${entry.value.trim()}.`));
+      form.replaceChildren(el("span", { class: "meta" }, `Revisión guardada: debió responder «${entry.value.trim()}».`));
       $("notice").textContent = "Revisión guardada.";
     } catch (error) { $("notice").textContent = error.message; }
   } }, entry, comment, el("button", { type: "submit", class: "secondary" }, "Marcar como incorrecta"));
@@ -122,8 +131,25 @@ async function showTurns() {
   } catch (error) { $("notice").textContent = error.message; }
 }
 
+// Quick periods, in Lima's calendar: the last 7 or 30 days, this month, last month.
+function preset(kind) {
+  const today = limaToday();
+  const firstOfMonth = `${today.slice(0, 8)}01`;
+  if (kind === "7") return [daysBefore(today, 6), today];
+  if (kind === "30") return [daysBefore(today, 29), today];
+  if (kind === "month") return [firstOfMonth, today];
+  const lastOfPrevious = daysBefore(firstOfMonth, 1);
+  return [`${lastOfPrevious.slice(0, 8)}01`, lastOfPrevious];
+}
+
+function showPeriod() { show(); showTurns(); }
+
 $("only-fallback").addEventListener("change", showTurns);
-$("filters").addEventListener("submit", (event) => { event.preventDefault(); show(); showTurns(); });
+$("filters").addEventListener("submit", (event) => { event.preventDefault(); showPeriod(); });
+document.querySelectorAll("#presets button").forEach((button) => button.addEventListener("click", () => {
+  [$("since").value, $("until").value] = preset(button.dataset.period);
+  showPeriod();
+}));
 $("export").addEventListener("click", download);
 
 if (!token) {
