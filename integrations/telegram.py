@@ -34,6 +34,7 @@ ALLOWED_UPDATES = ("message", "edited_message", "callback_query")
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 POLL_SECONDS = 25
 RETRY_SECONDS = 3.0
+READ_TIMEOUT_SECONDS = 5.0  # python-telegram-bot's default; an answer later than this may still mean "sent"
 FILE_KINDS = ("voice", "audio", "photo", "video", "video_note", "sticker", "document")
 ADDRESSING: list[str | None] = [MessageEntity.MENTION, MessageEntity.TEXT_MENTION, MessageEntity.BOT_COMMAND]
 # Telegram's flood limits (core.telegram.org/bots/faq): about one message a second to a chat, 30 a
@@ -300,7 +301,7 @@ def make_bot(settings: Settings) -> Bot:
         settings.telegram_bot_token,
         base_url=f"{base}/bot",
         base_file_url=f"{base}/file/bot",
-        request=HTTPXRequest(connection_pool_size=32),
+        request=HTTPXRequest(connection_pool_size=32, read_timeout=READ_TIMEOUT_SECONDS),
         get_updates_request=HTTPXRequest(connection_pool_size=1),
     )
 

