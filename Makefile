@@ -135,4 +135,4 @@ lock: | $(PY)
 	$(PY) -m pip freeze --exclude-editable | grep -vxFf requirements.lock > requirements-dev.lock
 
 clean:
-	rm -rf $(VENV) models .pytest_cache reports $(WEBCHAT)/node_modules $(WEBCHAT_VENDOR)
+	rm -rf $(VENV) models .pytest_cache .mypy_cache .ruff_cache reports $(WEBCHAT)/node_modules $(WEBCHAT_VENDOR)

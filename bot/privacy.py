@@ -30,6 +30,9 @@ _EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 # tried only where a number starts (after a non-word character) and a failed try backtracks over its
 # own run only; tests/test_privacy.py times it on adversarial input.
 _NUMBER = re.compile(r"(?<!\w)\+?\d[\d\s-]{4,}\d(?!\w)|\b[A-Za-z]{0,3}\d{6,}[A-Za-z]?\b")
+# Digits joined by a dash to a word ("20261203-043602-electric-annuity.tar.gz", Rasa's model names)
+# are a name, not a number. Bounded, so the whole stays linear.
+_NAME_TAIL = re.compile(r"(?:-\d{1,12}){0,3}-[A-Za-z]")
 
 # The key belongs to the installation, not to one SOM_VAR_DIR: the servers, the command line and the
 # servers a test or benchmark starts on a temporary data folder must all give a conversation the same
@@ -97,7 +100,11 @@ def _installation_key() -> bytes:
 
 def redact(text: str) -> str:
     """Mask e-mail addresses and document or phone numbers in free text."""
-    return _NUMBER.sub("[número]", _EMAIL.sub("[correo]", text))
+    return _NUMBER.sub(_masked_number, _EMAIL.sub("[correo]", text))
+
+
+def _masked_number(number: re.Match[str]) -> str:
+    return number.group(0) if _NAME_TAIL.match(number.string, number.end()) else "[número]"
 
 
 def install_log_redaction() -> None:

@@ -10,6 +10,12 @@ def test_redacts_phones_documents_and_emails():
     for secret in ("45781234", "987 654 321", "ana.perez@gmail.com", "001234567"):
         assert secret not in cleaned
     assert "Soy Ana" in cleaned
+    assert redact("llame al 987-654-321, DNI 45781234-5.") == "llame al [número], DNI [número]."
+
+
+def test_model_file_names_are_not_taken_for_numbers():
+    line = "Loading model models/20261203-043602-electric-annuity.tar.gz"
+    assert redact(line) == line
 
 
 def test_hash_is_stable_and_hides_the_id():
