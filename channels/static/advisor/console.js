@@ -5,24 +5,12 @@
 const api = "/advisor/api";
 const POLL_MS = 3000;
 const state = { token: sessionStorage.getItem("som-token"), status: "waiting", openId: null, seenWaiting: null, seenLines: 0 };
-const $ = (id) => document.getElementById(id);
 const REASONS = { requested: "Pidió un asesor", not_understood: "El asistente no entendió", sensitive: "Situación sensible" };
 const STATES = { waiting: "en espera", active: "en atención", closed: "cerrada", cancelled: "cancelada" };
 const AUTHORS = { person: "Persona", assistant: "Asistente", advisor: "Asesor", note: "Nota interna", system: "Sistema" };
 // How far a reply got, as WhatsApp reports it (delivery status callbacks).
 const DELIVERY = { accepted: "en cola", scheduled: "en cola", queued: "en cola", sending: "enviando", sent: "enviado",
   delivered: "entregado", read: "leído", failed: "no se entregó", undelivered: "no se entregó" };
-
-function el(tag, props = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(props)) {
-    if (key === "class") node.className = value;
-    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
-    else node.setAttribute(key, value);
-  }
-  for (const child of children) node.append(child instanceof Node ? child : document.createTextNode(String(child ?? "")));
-  return node;
-}
 
 async function call(path, options = {}) {
   const headers = { "Content-Type": "application/json" };

@@ -3,7 +3,6 @@
 "use strict";
 
 const api = "/advisor/dashboard/api";
-const $ = (id) => document.getElementById(id);
 const token = sessionStorage.getItem("som-token");
 
 function limaToday() {
@@ -66,17 +65,6 @@ async function download() {
   } catch (error) {
     $("notice").textContent = error.message;
   }
-}
-
-function el(tag, props = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(props)) {
-    if (key === "class") node.className = value;
-    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
-    else node.setAttribute(key, value);
-  }
-  for (const child of children) node.append(child instanceof Node ? child : document.createTextNode(String(child ?? "")));
-  return node;
 }
 
 function when(iso) { return new Date(iso).toLocaleString("es-PE", { dateStyle: "short", timeStyle: "short", timeZone: "America/Lima" }); }
