@@ -232,7 +232,9 @@ class Responder:
         remembered = slots.get("country") or turn.slots.get("country")
         fitting = [
             s for s in ranked
-            if s.entry.topic == topic and s.entry.aspects & aspects and s.entry.country in (None, remembered)
+            if (s.entry.topic == topic or topic in s.entry.follows)
+            and s.entry.aspects & aspects
+            and s.entry.country in (None, remembered)
         ]  # fmt: skip
         fitting.sort(key=lambda s: s.entry.country != remembered)  # the conversation's country first
         last = turn.slots.get("last_entry")

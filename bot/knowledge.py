@@ -101,6 +101,8 @@ class Entry:
     topic: str | None = None  # the conversation topic (an intent) the entry belongs to
     country: str | None = None  # the destination it is about
     aspects: frozenset[str] = frozenset()  # the follow-up questions it answers
+    # Other topics whose follow-ups it answers too (the SOM's cost, after its address or phone).
+    follows: frozenset[str] = frozenset()
     questions: tuple[str, ...] = ()  # how people ask for it, for the ranker
     contact: str | None = None  # who confirms what the entry does not state
     buttons: tuple[Button, ...] = ()
@@ -186,8 +188,11 @@ class KnowledgeBase:
                     yield f"{entry.file}: {entry.id}: button '{button.title}' uses unknown intent '{button.intent}'"
             if entry.intent and entry.intent not in INTENTS:
                 yield f"{entry.file}: {entry.id}: unknown intent '{entry.intent}'"
-            if entry.topic and entry.topic not in ANSWERED_INTENTS:
-                yield f"{entry.file}: {entry.id}: unknown topic '{entry.topic}'"
+            for topic in sorted(({entry.topic} if entry.topic else set()) | entry.follows):
+                if topic not in ANSWERED_INTENTS:
+                    yield f"{entry.file}: {entry.id}: unknown topic '{topic}'"
+            if entry.follows and not entry.aspects:
+                yield f"{entry.file}: {entry.id}: follows other topics but answers no aspect"
             if entry.country and self.countries.get(entry.country) is None:
                 yield f"{entry.file}: {entry.id}: unknown country '{entry.country}' (use a name from countries.yml)"
             if entry.questions and not entry.topic:
@@ -282,6 +287,7 @@ def _parse_entry(item: Any, file: str, problems: list[str]) -> Entry | None:
         topic=item.get("topic") or item.get("intent"),
         country=item.get("country"),
         aspects=aspects,
+        follows=frozenset(str(t) for t in item.get("follows") or ()),
         questions=tuple(q.strip() for q in questions),
         contact=item.get("contact"),
         buttons=tuple(buttons),

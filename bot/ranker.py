@@ -172,10 +172,12 @@ class _Masks:
     """The entries' topics, countries and aspects as arrays, so the priors cost a few vector operations."""
 
     def __init__(self, entries: tuple[Entry, ...], countries: CountryIndex) -> None:
-        self.by_topic = {t: np.array([e.topic == t for e in entries]) for t in {e.topic for e in entries}}
+        topics = {e.topic for e in entries}
+        # An entry belongs to its topic's conversation, and to those it `follows` (answers their follow-ups).
+        self.by_topic = {t: np.array([e.topic == t or t in e.follows for e in entries]) for t in topics}
         self.by_intent = {
             t: np.array([e.topic == t or t in {ASPECT_INTENTS.get(a) for a in e.aspects} for e in entries])
-            for t in self.by_topic
+            for t in topics
         }
         self.by_aspect = {
             a: np.array([a in e.aspects for e in entries]) for a in {a for e in entries for a in e.aspects}

@@ -88,6 +88,8 @@ def _edit_first_entry(content_dir: Path, file: str, change) -> str:
         (lambda e: e.update(country="Narnia"), "unknown country 'Narnia'"),
         (lambda e: e.update(topic="weather"), "unknown topic 'weather'"),
         (lambda e: e.update(title="Convenio con un país"), "is also social_security.by_country's"),
+        (lambda e: e.update(follows=["weather"], aspects=["cost"]), "unknown topic 'weather'"),
+        (lambda e: e.update(follows=["contact_channels"], aspects=[]), "answers no aspect"),
     ],
 )
 def test_checker_names_file_entry_and_problem(content_copy, change, expected):

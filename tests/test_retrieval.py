@@ -66,6 +66,14 @@ def test_a_follow_up_without_an_entry_is_answered_honestly_within_the_topic(resp
     assert "no lo puedo atender" not in said
 
 
+@pytest.mark.parametrize("intent", ["contact_channels", "som_info", "out_of_scope"])
+def test_what_it_costs_after_the_address_is_the_soms_own_cost_not_the_phone(responder, intent):
+    address, cost = converse(
+        responder, ("contact_channels", "donde quedan ustedes? quiero ir personalmente"), (intent, "¿y cuánto cuesta?")
+    )
+    assert (address.entry, cost.entry) == ("som.address", "som.cost")
+
+
 def test_a_follow_up_is_answered_by_the_entry_for_that_aspect_in_the_conversations_country(responder):
     first, cost = converse(
         responder,
