@@ -261,19 +261,6 @@ class TwilioStandIn(StandIn):
         """Every request for a file: Twilio's media address and its storage."""
         return [r for r in self.recorded() if self.MEDIA.match(r.path) or r.path.startswith(self.MEDIA_STORE)]
 
-    def stall_next(self, seconds: float, when: Callable[[Recorded], bool] = lambda r: True) -> None:
-        """Answer the next request matching `when` only after `seconds` (it is still served)."""
-        with self._lock:
-            self._stalls.append((when, seconds))
-
-    def _stall(self, request: Recorded) -> None:
-        with self._lock:
-            stall = next(((i, s) for i, (when, s) in enumerate(self._stalls) if when(request)), None)
-            if stall is not None:
-                del self._stalls[stall[0]]
-        if stall is not None:
-            time.sleep(stall[1])
-
     def _serve(self, handler: BaseHTTPRequestHandler) -> None:
         path = urlsplit(handler.path).path
         if handler.command != "GET" or not (self.MEDIA.match(path) or path.startswith(self.MEDIA_STORE)):
