@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
-from bot.handoff import Handoff, HandoffMessage, HandoffStore
+from bot.handoff import AdvisorAccount, Handoff, HandoffMessage, HandoffStore
 from bot.office_hours import OfficeHours
 
 EVENTS = sa.table(
@@ -56,6 +56,27 @@ class Durations:
 
 
 @dataclass(frozen=True)
+class AdvisorFigures:
+    """One advisor's hand-offs of the period: those they claimed."""
+
+    name: str
+    attended: int = 0  # claimed
+    closed: int = 0
+    first_response: Durations = Durations()  # opened → claim or first advisor message
+    rated: int = 0
+    satisfaction: float | None = None  # mean rating, 1..5
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "attended": self.attended,
+            "closed": self.closed,
+            "first_response": self.first_response.as_json(),
+            "satisfaction": {"mean": self.satisfaction, "rated": self.rated},
+        }
+
+
+@dataclass(frozen=True)
 class Figures:
     since: dt.date
     until: dt.date
@@ -73,6 +94,7 @@ class Figures:
     still_waiting: int = 0
     ratings: dict[int, int] = field(default_factory=dict)  # 1..5 -> how many
     closed: int = 0  # hand-offs an advisor closed (each asked for a rating)
+    advisors: tuple[AdvisorFigures, ...] = ()  # who claimed hand-offs, most attended first
 
     @property
     def handoffs(self) -> int:
@@ -130,6 +152,7 @@ class Figures:
                 "closed": self.closed,
                 "mean": self.satisfaction,
             },
+            "advisors": [advisor.as_json() for advisor in self.advisors],
         }
 
 
@@ -308,17 +331,23 @@ def _handoff_figures(store: HandoffStore, hours: OfficeHours, span: Period, now:
         .where(HandoffMessage.handoff_id == Handoff.id, HandoffMessage.author == "advisor")
         .scalar_subquery()
     )
-    query = sa.select(
-        Handoff.reason,
-        Handoff.state,
-        Handoff.mode,
-        Handoff.message_left,
-        Handoff.rating,
-        Handoff.created_at,
-        Handoff.claimed_at,
-        Handoff.closed_at,
-        first_advisor_message,
-    ).where(Handoff.created_at >= start, Handoff.created_at < end)
+    query = (
+        sa.select(
+            Handoff.reason,
+            Handoff.state,
+            Handoff.mode,
+            Handoff.message_left,
+            Handoff.rating,
+            Handoff.created_at,
+            Handoff.claimed_at,
+            Handoff.closed_at,
+            first_advisor_message.label("first_message"),
+            Handoff.advisor_id,
+            AdvisorAccount.display_name,
+        )
+        .outerjoin(AdvisorAccount, AdvisorAccount.id == Handoff.advisor_id)
+        .where(Handoff.created_at >= start, Handoff.created_at < end)
+    )
     reasons: Counter[str] = Counter({reason: 0 for reason in REASONS})
     waits: list[float] = []
     responses: list[float] = []
@@ -326,12 +355,12 @@ def _handoff_figures(store: HandoffStore, hours: OfficeHours, span: Period, now:
     cancelled = expired = waiting = closed = 0
     with store.engine.connect() as connection:
         rows = connection.execute(query).all()
-    for reason, state, mode, message_left, rating, created, claimed, ended, first_message in rows:
+    for reason, state, mode, message_left, rating, created, claimed, ended, first_message, _, _ in rows:
         reasons[reason] += 1
         opened = _aware(created)
-        if claimed is not None or first_message is not None:
-            answered = min(_aware(m) for m in (claimed, first_message) if m is not None)
-            responses.append(office_seconds(hours, opened, answered))
+        response = _first_response_seconds(hours, created, claimed, first_message)
+        if response is not None:
+            responses.append(response)
         if claimed is not None:
             waits.append(office_seconds(hours, opened, _aware(claimed)))
         elif state == "cancelled":
@@ -354,7 +383,40 @@ def _handoff_figures(store: HandoffStore, hours: OfficeHours, span: Period, now:
         "still_waiting": waiting,
         "ratings": {score: ratings[score] for score in range(1, 6)},
         "closed": closed,
+        "advisors": _advisor_figures(hours, rows),
     }
+
+
+def _first_response_seconds(
+    hours: OfficeHours, created: dt.datetime, claimed: dt.datetime | None, first_message: dt.datetime | None
+) -> float | None:
+    """Office-hours seconds from the opening to the claim or the first advisor message, whichever
+    came first; None if neither came."""
+    answers = [_aware(moment) for moment in (claimed, first_message) if moment is not None]
+    return office_seconds(hours, _aware(created), min(answers)) if answers else None
+
+
+def _advisor_figures(hours: OfficeHours, rows: Iterable[Any]) -> tuple[AdvisorFigures, ...]:
+    """Per advisor who claimed a hand-off of the period; most attended first, then by name."""
+    claimed: dict[int, list[Any]] = defaultdict(list)
+    for row in rows:
+        if row.advisor_id is not None and row.claimed_at is not None:
+            claimed[row.advisor_id].append(row)
+    found = (_advisor(hours, advisor_id, handoffs) for advisor_id, handoffs in claimed.items())
+    return tuple(sorted(found, key=lambda advisor: (-advisor.attended, advisor.name)))
+
+
+def _advisor(hours: OfficeHours, advisor_id: int, handoffs: list[Any]) -> AdvisorFigures:
+    responses = (_first_response_seconds(hours, h.created_at, h.claimed_at, h.first_message) for h in handoffs)
+    ratings = [int(h.rating) for h in handoffs if h.rating is not None]
+    return AdvisorFigures(
+        name=handoffs[0].display_name or f"asesor(a) {advisor_id}",
+        attended=len(handoffs),
+        closed=sum(h.state == "closed" for h in handoffs),
+        first_response=Durations.of(seconds for seconds in responses if seconds is not None),
+        rated=len(ratings),
+        satisfaction=statistics.fmean(ratings) if ratings else None,
+    )
 
 
 def _aware(moment: dt.datetime) -> dt.datetime:
@@ -392,6 +454,20 @@ def _minutes(value: float | None) -> str:
     return "—" if value is None else f"{value:.1f} min".replace(".", ",")
 
 
+def _mean(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}".replace(".", ",")
+
+
+def _advisor_lines(advisors: tuple[AdvisorFigures, ...]) -> list[str]:
+    lines = ["Atención por asesor(a):"]
+    lines += [
+        f"  {a.name}: atendidas {a.attended}, cerradas {a.closed}; primera respuesta (mediana) "
+        f"{_minutes(a.first_response.median)}; satisfacción {_mean(a.satisfaction)} de 5 (calificaciones: {a.rated})"
+        for a in advisors
+    ] or ["  Sin derivaciones atendidas en el periodo."]
+    return lines
+
+
 def text_report(figures: Figures, titles: dict[str, str] | None = None) -> str:
     """The figures as the command line prints them, in Spanish."""
     titles = titles or {}
@@ -427,9 +503,10 @@ def text_report(figures: Figures, titles: dict[str, str] | None = None) -> str:
         f"Abandonadas sin asesor: {f.abandoned} (canceladas por la persona {f.cancelled_unattended}, "
         f"vencidas sin mensaje {f.expired_unattended}); aún en espera: {f.still_waiting}"
     )
-    mean = "—" if f.satisfaction is None else f"{f.satisfaction:.2f}".replace(".", ",")
+    mean = _mean(f.satisfaction)
     lines.append(f"Satisfacción: promedio {mean} de 5 ({f.rated} calificaciones de {f.closed} atenciones cerradas)")
     lines.append("  " + "  ".join(f"{score}★ {f.ratings.get(score, 0)}" for score in range(1, 6)))
+    lines += _advisor_lines(f.advisors)
     return "\n".join(lines) + "\n"
 
 
@@ -472,6 +549,25 @@ def csv_rows(figures: Figures, titles: dict[str, str] | None = None) -> list[tup
         ("satisfaccion", "promedio", "", "" if f.satisfaction is None else round(f.satisfaction, 2)),
         ("satisfaccion", "cerradas", "", f.closed),
     ]
+    return rows + _advisor_rows(f.advisors)
+
+
+def _advisor_rows(advisors: tuple[AdvisorFigures, ...]) -> list[tuple[str, str, str, Any]]:
+    """Section `asesores`: the advisor's name as the key, the figure as the detail."""
+    rows: list[tuple[str, str, str, Any]] = []
+    for a in advisors:
+        rows += [
+            ("asesores", a.name, "atendidas", a.attended),
+            ("asesores", a.name, "cerradas", a.closed),
+            (
+                "asesores",
+                a.name,
+                "primera_respuesta_mediana_minutos",
+                "" if a.first_response.median is None else a.first_response.median,
+            ),
+            ("asesores", a.name, "calificaciones", a.rated),
+            ("asesores", a.name, "satisfaccion_promedio", "" if a.satisfaction is None else round(a.satisfaction, 2)),
+        ]
     return rows
 
 

@@ -294,6 +294,33 @@ def stacked_days(figures: report.Figures) -> str:
     return _svg(label, base + 48, "".join(parts), WIDE)
 
 
+ADVISOR_COLUMNS = (
+    "Asesor(a)",
+    "Atendidas",
+    "Cerradas",
+    "Primera respuesta (mediana)",
+    "Satisfacción",
+    "Calificaciones",
+)
+
+
+def advisor_table(advisors: tuple[report.AdvisorFigures, ...]) -> str:
+    """Each advisor's hand-offs of the period as a table, headed by the card's title (#advisors-title)."""
+    if not advisors:
+        return '<p class="empty">Sin derivaciones atendidas en el periodo.</p>'
+    head = "".join(f'<th scope="col">{_e(column)}</th>' for column in ADVISOR_COLUMNS)
+    body = "".join(
+        f'<tr><th scope="row">{_e(a.name)}</th><td>{a.attended}</td><td>{a.closed}</td>'
+        f"<td>{_e(_number(a.first_response.median, 1, ' min'))}</td>"
+        f"<td>{_e(_number(a.satisfaction, 2, ' / 5'))}</td><td>{a.rated}</td></tr>"
+        for a in advisors
+    )
+    return (
+        f'<table class="advisors" aria-labelledby="advisors-title"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{body}</tbody></table>"
+    )
+
+
 def _card(title: str, value: str, detail: str = "") -> str:
     extra = f'<span class="detail">{_e(detail)}</span>' if detail else ""
     return f'<div class="kpi"><span class="title">{_e(title)}</span><strong>{_e(value)}</strong>{extra}</div>'
@@ -338,6 +365,9 @@ def render(figures: report.Figures, topic_titles: dict[str, str]) -> str:
         + "</section>",
         '<section class="card"><h2>Calificaciones</h2>'
         + bars("Calificaciones", [(f"{score} ★", f.ratings.get(score, 0)) for score in range(5, 0, -1)], PALETTE[3])
+        + "</section>",
+        '<section class="card wide"><h2 id="advisors-title">Atención por asesor(a)</h2>'
+        + advisor_table(f.advisors)
         + "</section>",
     ]
     return "".join(sections)

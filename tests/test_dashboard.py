@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 import yaml
 from blueprint_harness import channel_test_marks, in_event_loop, served
-from test_report import ANDEAN, HUH, Clock, seed_conversations, seed_handoffs
+from test_report import ANDEAN, HUH, Clock, seed_conversations, seed_handoffs, seed_more_advisors
 
 import channels.advisor
 from bot import services
@@ -128,6 +128,37 @@ async def test_charts_are_inline_svg_and_the_csv_downloads(var_dir):
     assert default.status_code == 200
     period = default.json()
     assert period["since"] < period["until"]
+
+
+@in_event_loop
+async def test_the_charts_hold_a_table_per_advisor_with_names_escaped(var_dir):
+    store = HandoffStore(var_dir.handoff_database_url, clock=Clock())
+    seed_more_advisors(store, store.clock, luis="<b>Luis</b>")
+    store.engine.dispose()
+    async with served([AdvisorConsole(), AdvisorDashboard()]) as app:
+        sara = bearer(await token_of(app, "sara.supervisora"))
+        charts = (await app.client.get(f"{DASHBOARD}/api/charts?{DECEMBER}", headers=sara)).text
+        figures = (await app.client.get(f"{DASHBOARD}/api/figures?{DECEMBER}", headers=sara)).json()
+    assert '<h2 id="advisors-title">Atención por asesor(a)</h2>' in charts
+    table = charts[charts.index('<table class="advisors" aria-labelledby="advisors-title">') :]
+    assert "<b>" not in table and "&lt;b&gt;Luis&lt;/b&gt;" in table
+    rows = table[table.index("<tbody>") + len("<tbody>") : table.index("</tbody>")].split("</tr>")[:-1]
+    assert rows == [
+        '<tr><th scope="row">&lt;b&gt;Luis&lt;/b&gt;</th><td>2</td><td>1</td><td>7,0 min</td><td>—</td><td>0</td>',
+        '<tr><th scope="row">Rosa</th><td>2</td><td>2</td><td>16,0 min</td><td>4,00 / 5</td><td>2</td>',
+        '<tr><th scope="row">Ana</th><td>1</td><td>1</td><td>30,0 min</td><td>4,00 / 5</td><td>1</td>',
+    ]
+    assert [(a["name"], a["attended"], a["satisfaction"]["rated"]) for a in figures["advisors"]] == [
+        ("<b>Luis</b>", 2, 0),
+        ("Rosa", 2, 2),
+        ("Ana", 1, 1),
+    ]
+
+
+def test_a_period_without_attended_hand_offs_says_so():
+    page = render(Figures(since=dt.date(2026, 12, 1), until=dt.date(2026, 12, 1)), {})
+    assert "Atención por asesor(a)" in page and "<table" not in page
+    assert '<p class="empty">Sin derivaciones atendidas en el periodo.</p>' in page
 
 
 def test_text_from_conversations_is_escaped_in_the_charts():

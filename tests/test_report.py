@@ -116,6 +116,30 @@ def seed_handoffs(store: HandoffStore, clock: Clock, advisor_id: int) -> None:
     opened("whatsapp:+51900000006", "requested", lima(30, 12, month=11))  # before the period
 
 
+def seed_more_advisors(store: HandoffStore, clock: Clock, luis: str = "Luis") -> None:
+    """Two more advisors on 2 December: Luis attends two hand-offs (one closed and never rated, one
+    still in attention), Ana one (rated 4); the one Luis takes on the 3rd is after the period."""
+
+    def advisor(username: str, name: str) -> int:
+        store.add_advisor(username, "clave-de-prueba-456", name)
+        return store.login(username, "clave-de-prueba-456")[1].id
+
+    def attended(number: int, opened: dt.datetime, claimed: dt.datetime, advisor_id: int) -> int:
+        clock.now = opened
+        handoff = store.open(f"whatsapp:+5190000010{number}", "whatsapp", "requested", 0, {}, []).id
+        clock.now = claimed
+        store.claim(handoff, advisor_id)
+        return handoff
+
+    luis_id, ana_id = advisor("luis.quispe", luis), advisor("ana.flores", "Ana")
+    store.close(attended(1, lima(2, 10), lima(2, 10, 4), luis_id), luis_id)  # 4 minutes
+    attended(2, lima(2, 14), lima(2, 14, 10), luis_id)  # 10 minutes, still open
+    ana = attended(3, lima(2, 15), lima(2, 15, 30), ana_id)  # 30 minutes
+    store.close(ana, ana_id)
+    store.rate(ana, 4)
+    attended(4, lima(3, 9), lima(3, 9, 1), luis_id)  # the day after the period
+
+
 @pytest.fixture
 def seeded(tmp_path):
     settings = Settings.from_env({"SOM_VAR_DIR": str(tmp_path)})
@@ -161,6 +185,40 @@ def test_handoff_figures_count_office_hours_only(seeded):
     assert figures.satisfaction == 4.0
 
 
+def test_figures_per_advisor_who_claimed_hand_offs_of_the_period(seeded):
+    _, store, trackers = seeded
+    seed_more_advisors(store, store.clock)
+    figures = december_figures(store, trackers)
+    # Most attended first; Luis and Rosa tie, then by name. Luis's hand-off of the 3rd is not counted.
+    assert figures.advisors == (
+        report.AdvisorFigures("Luis", 2, 1, report.Durations(count=2, median=7.0, p90=10.0), 0, None),
+        report.AdvisorFigures("Rosa", 2, 2, report.Durations(count=2, median=16.0, p90=20.0), 2, 4.0),
+        report.AdvisorFigures("Ana", 1, 1, report.Durations(count=1, median=30.0, p90=30.0), 1, 4.0),
+    )
+    assert figures.as_json()["advisors"][0] == {
+        "name": "Luis",
+        "attended": 2,
+        "closed": 1,
+        "first_response": {"count": 2, "median_minutes": 7.0, "p90_minutes": 10.0},
+        "satisfaction": {"mean": None, "rated": 0},
+    }
+    rows = report.csv_rows(figures)
+    assert [row for row in rows if row[:2] == ("asesores", "Luis")] == [
+        ("asesores", "Luis", "atendidas", 2),
+        ("asesores", "Luis", "cerradas", 1),
+        ("asesores", "Luis", "primera_respuesta_mediana_minutos", 7.0),
+        ("asesores", "Luis", "calificaciones", 0),
+        ("asesores", "Luis", "satisfaccion_promedio", ""),
+    ]
+    assert ("asesores", "Rosa", "satisfaccion_promedio", 4.0) in rows
+    printed = report.text_report(figures)
+    assert (
+        "  Luis: atendidas 2, cerradas 1; primera respuesta (mediana) 7,0 min; satisfacción — de 5 (calificaciones: 0)"
+        in printed
+    )
+    assert "  Ana: atendidas 1, cerradas 1; primera respuesta (mediana) 30,0 min; satisfacción 4,00 de 5" in printed
+
+
 def test_turns_to_review_are_the_not_understood_ones_newest_first(seeded):
     _, _, trackers = seeded
     span = report.period(dt.date(2026, 12, 1), dt.date(2026, 12, 2), NOW, HOURS)
@@ -189,7 +247,10 @@ def test_an_empty_period_and_a_missing_tracker_table_give_zeros_not_errors(tmp_p
     figures = report.figures(store, trackers, HOURS, report.period(dt.date(2026, 12, 1), None, NOW, HOURS), NOW)
     assert figures.until == dt.date(2026, 12, 3)  # today in Lima, as of NOW
     assert (figures.conversations, figures.fallback_rate, figures.satisfaction) == (0, None, None)
+    assert figures.advisors == () and figures.as_json()["advisors"] == []
     assert "Conversaciones: 0" in report.text_report(figures)
+    assert "Atención por asesor(a):\n  Sin derivaciones atendidas en el periodo." in report.text_report(figures)
+    assert not [row for row in report.csv_rows(figures) if row[0] == "asesores"]
     with pytest.raises(report.PeriodError):
         report.period(dt.date(2026, 12, 2), dt.date(2026, 12, 1), NOW, HOURS)
 
@@ -214,6 +275,8 @@ def test_report_command_prints_spanish_and_writes_the_csv(seeded, monkeypatch, c
     assert ["conversaciones_por_dia", "2026-12-01", "telegram", "1"] in rows
     assert ["derivaciones", "sensitive", "situación sensible", "1"] in rows
     assert ["satisfaccion", "promedio", "", "4.0"] in rows
+    assert "  Rosa: atendidas 2, cerradas 2; primera respuesta (mediana) 16,0 min; satisfacción 4,00 de 5" in printed
+    assert ["asesores", "Rosa", "atendidas", "2"] in rows
 
     assert cli.main(["report", "--since", "2026-12-02", "--until", "2026-12-01"]) == 2
     assert "anterior" in capsys.readouterr().err
