@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from bot.handoff import Advisor, Conflict, HandoffStore, HandoffView, TranscriptLine, naive_utc
 from bot.knowledge import LiveKnowledgeBase
 from bot.office_hours import OfficeHours
-from bot.ratelimit import RateLimiter
+from bot.ratelimit import RateLimiter, SharedCounter
 from bot.text import fill, plain
 
 LEAVE_WORDS = frozenset({"cancelar", "cancela", "cancel", "menu", "salir", "show menu"})  # plain text; "/show_menu" too
@@ -98,14 +98,15 @@ class HandoffDesk:
         hours: OfficeHours,
         wait_minutes: float,
         handoffs_per_client_hour: int = 5,
+        shared: SharedCounter | None = None,
     ) -> None:
         self.store = store  # its clock is the desk's: one source of time for records and office hours
         self.kb = kb
         self.hours = hours
         self.wait = dt.timedelta(minutes=wait_minutes)
         # One web client (an address) can open any number of conversations: this caps what it can
-        # put in the advisors' queue. Kept by this process (the action server), enough for one.
-        self.per_client = RateLimiter(handoffs_per_client_hour, 3600.0)
+        # put in the advisors' queue; with `shared` counters, across every action server.
+        self.per_client = RateLimiter(handoffs_per_client_hour, 3600.0, shared, name="handoffs")
 
     def _say(self, entry_id: str, **values: Any) -> tuple[Message, ...]:
         entry = self.kb.current().entry(entry_id)

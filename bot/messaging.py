@@ -16,11 +16,11 @@ from collections.abc import Hashable, Iterator, Sequence
 from enum import Enum
 from typing import Generic, Protocol, TypeVar
 
-from bot.ratelimit import RateLimiter
+from bot.ratelimit import RateLimiter, SharedCounter
 from bot.text import plain
 
 
-class SharedKeys(Protocol):
+class SharedKeys(SharedCounter, Protocol):
     """Keys several processes share (Redis, in `integrations.redis_keys`); None answers: not reachable now."""
 
     def add(self, key: str, value: str, ttl: float) -> bool | None: ...
@@ -206,17 +206,26 @@ class Flood(Enum):
 
 
 class FloodLimiter:
-    """At most `limit` messages per sender in `window` seconds; beyond that, one polite notice."""
+    """At most `limit` messages per sender in `window` seconds; beyond that, one polite notice.
+    With `shared` keys (several replicas), the messages and the notice are counted across them."""
 
-    def __init__(self, limit: int = 10, window: float = 60.0) -> None:
-        self._rate = RateLimiter(limit, window)
+    def __init__(
+        self, limit: int = 10, window: float = 60.0, shared: SharedKeys | None = None, name: str = "flood"
+    ) -> None:
+        self._rate = RateLimiter(limit, window, shared, name)
         self._warned: ExpiringMap[str, bool] = ExpiringMap(window)
+        self._shared, self._name = shared, name
 
     def check(self, sender: str, now: float | None = None) -> Flood:
         now = time.monotonic() if now is None else now
         if self._rate.allow(sender, now):
             return Flood.ALLOW
-        if self._warned.get(sender, now):
+        first = (
+            None if self._shared is None else self._shared.add(f"{self._name}-warned:{sender}", "1", self._rate.window)
+        )
+        if first is None:  # no shared keys, or unreachable: this process decides
+            first = not self._warned.get(sender, now)
+        if not first:
             return Flood.DROP
         self._warned.set(sender, True, now)
         return Flood.WARN
@@ -226,10 +235,12 @@ class WebFloodLimiter:
     """The flood limit for the web (REST, web chat), where one client can open any number of
     conversations: per conversation as on WhatsApp, and per client address over all of them."""
 
-    def __init__(self, per_conversation: int, per_client: int, window: float = 60.0) -> None:
+    def __init__(
+        self, per_conversation: int, per_client: int, window: float = 60.0, shared: SharedKeys | None = None
+    ) -> None:
         """Limits of 0 turn that limit off."""
-        self._conversations = FloodLimiter(per_conversation, window) if per_conversation else None
-        self._clients = FloodLimiter(per_client, window) if per_client else None
+        self._conversations = FloodLimiter(per_conversation, window, shared) if per_conversation else None
+        self._clients = FloodLimiter(per_client, window, shared, "flood-client") if per_client else None
 
     def check(self, client: str, conversation: str, now: float | None = None) -> Flood:
         for limiter, key in ((self._clients, client), (self._conversations, conversation)):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
 
 from bot.handoff import HandoffStore
@@ -9,8 +10,21 @@ from bot.handoff_desk import HandoffDesk
 from bot.knowledge import LiveKnowledgeBase
 from bot.office_hours import OfficeHours
 from bot.ranker import LiveRanker
+from bot.ratelimit import SharedCounter
 from bot.settings import NLU_DIR, Settings
 from bot.vocabulary import LiveVocabulary
+
+SharedCounters = Callable[[str], SharedCounter | None]  # a namespace -> its counters, or None
+_shared_counters: SharedCounters = lambda namespace: None  # noqa: E731 (replaced by the server that starts)
+
+
+def share_counters(counters: SharedCounters) -> None:
+    """Let this process's limits count together with other processes' (Redis, in the production
+    profile): the server that starts calls it before anything is built (extensions/action_server.py);
+    the domain cannot reach Redis itself."""
+    global _shared_counters
+    _shared_counters = counters
+    handoff_desk.cache_clear()
 
 
 @lru_cache(maxsize=1)
@@ -33,6 +47,7 @@ def handoff_desk() -> HandoffDesk:
         OfficeHours.load(current.office_hours_file),
         current.handoff_wait_minutes,
         current.handoffs_per_client_hour,
+        _shared_counters("handoff"),
     )
 
 

@@ -41,6 +41,7 @@ from bot.ratelimit import RateLimiter
 from bot.services import handoff_desk, settings
 from channels import outbound
 from channels.requests import bearer_token, json_object, request_client
+from integrations.redis_keys import shared_keys
 from integrations.twilio import MediaError, MediaTooLarge, is_our_media_url, open_media
 
 logger = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ STATIC_DIR = Path(__file__).parent / "static" / "advisor"
 STATES = ("waiting", "active", "closed")
 MAX_TEXT = 4000
 SWEEP_SECONDS = 15.0
-login_attempts = RateLimiter(limit=5, window_seconds=300)
+LOGIN_ATTEMPTS, LOGIN_WINDOW_SECONDS = 5, 300.0  # per client address and username
 password_checks = ThreadPoolExecutor(max_workers=2, thread_name_prefix="password-check")
 MAX_USERNAME, MAX_PASSWORD = 64, 256
 STATUS_OF = {InvalidRequest: 400, NotYours: 403, NotFound: 404, Conflict: 409}
@@ -216,6 +217,10 @@ class AdvisorConsole(InputChannel):
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         console = Blueprint("advisor_console", __name__)
         desk = handoff_desk()
+        # Counted by every replica alike (Redis) in the production profile.
+        login_attempts = RateLimiter(
+            LOGIN_ATTEMPTS, LOGIN_WINDOW_SECONDS, shared_keys(settings(), self.name()), name="login"
+        )
 
         async def run(function, *args):
             """The store is synchronous SQL: keep it off the event loop."""

@@ -29,6 +29,7 @@ from bot.services import settings
 from channels._common import channel_text
 from channels.delivery import deliver
 from channels.requests import bearer_token, json_object, request_client, same_secret
+from integrations.redis_keys import shared_keys
 
 MAX_SENDER_CHARS = 128
 NAMESPACE = "rest:"
@@ -68,7 +69,9 @@ class RestChannel(InputChannel):
         current = settings()
         self.token = current.rest_token
         self.trusted_proxies = current.trusted_proxies
-        self.flood = WebFloodLimiter(current.web_conversation_rate, current.web_client_rate)
+        self.flood = WebFloodLimiter(
+            current.web_conversation_rate, current.web_client_rate, shared=shared_keys(current, self.name())
+        )
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         webhook = Blueprint("rest_channel", __name__)

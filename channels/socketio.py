@@ -42,6 +42,7 @@ from channels._common import channel_text, was_offered
 from channels.delivery import deliver
 from channels.outbound import Buttons, OutboundSender
 from channels.requests import bearer_token, request_client
+from integrations.redis_keys import shared_keys
 
 SESSION_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 SHOWN_TEXT = "shown_text"  # user-message metadata: what the person saw as their own message
@@ -198,7 +199,9 @@ class WebChatSocketIO(SocketIOInput):
         self.manager = client_manager(current.redis_url, current.redis_key_prefix)
         self.answered: ExpiringMap[str, dict[str, Any]] = ExpiringMap(ttl=3600.0)
         self.trusted_proxies = current.trusted_proxies
-        self.flood = WebFloodLimiter(current.web_conversation_rate, current.web_client_rate)
+        self.flood = WebFloodLimiter(
+            current.web_conversation_rate, current.web_client_rate, shared=shared_keys(current, self.name())
+        )
 
     def get_output_channel(self) -> WebChatOutput | None:
         """For Rasa's external events (`/conversations/<id>/trigger_intent?output_channel=socketio`)."""

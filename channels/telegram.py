@@ -26,7 +26,15 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
-from bot.messaging import TELEGRAM_MAX_CHARS, CallbackData, RecentIds, split_message, telegram_html
+from bot.messaging import (
+    TELEGRAM_MAX_CHARS,
+    CallbackData,
+    FloodLimiter,
+    RecentIds,
+    SharedKeys,
+    split_message,
+    telegram_html,
+)
 from bot.settings import Settings
 from channels._common import (
     ChatOutput,
@@ -40,7 +48,15 @@ from channels._common import (
 from channels.delivery import OnNewMessage
 from channels.outbound import Buttons, OutboundSender
 from integrations.redis_keys import shared_keys
-from integrations.telegram import SECRET_HEADER, BotIdentity, TelegramBot, TelegramUpdate, read_update, retry_wait
+from integrations.telegram import (
+    SECRET_HEADER,
+    BotIdentity,
+    SendPacer,
+    TelegramBot,
+    TelegramUpdate,
+    read_update,
+    retry_wait,
+)
 
 logger = logging.getLogger(__name__)
 PREFIX = "telegram:"
@@ -62,9 +78,10 @@ class TelegramSender(OutboundSender):
     """Sends through the Bot API: HTML-escaped text, buttons one per row under the last part.
     A bot may write to a chat at any time: no reply window, no templates."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.api = TelegramBot(settings)
-        self.callback_data = CallbackData(shared=shared_keys(settings, "telegram"))
+    def __init__(self, settings: Settings, shared: SharedKeys | None = None) -> None:
+        """`shared`: keys in Redis with several replicas (long buttons, the sending pace)."""
+        self.api = TelegramBot(settings, SendPacer(shared=shared))
+        self.callback_data = CallbackData(shared=shared)
         self._initialising = asyncio.Lock()
 
     async def ready(self) -> BotIdentity:
@@ -118,10 +135,11 @@ class TelegramChannel(ProviderChannel):
 
     def __init__(self, settings: Settings) -> None:
         self.secret = require_secret("TELEGRAM_WEBHOOK_SECRET", settings.telegram_webhook_secret).encode("utf-8")
-        self.sender = TelegramSender(settings)
+        shared = shared_keys(settings, self.name())
+        self.sender = TelegramSender(settings, shared)
         self.output = TelegramOutput(self.sender)
-        self.inbound = InboundPath(self.name(), self.output)
-        self.recent = RecentIds(shared=shared_keys(settings, self.name()))
+        self.inbound = InboundPath(self.name(), self.output, FloodLimiter(shared=shared))
+        self.recent = RecentIds(shared=shared)
 
     def blueprint(self, on_new_message: OnNewMessage) -> Blueprint:
         webhook = self.webhook_blueprint()

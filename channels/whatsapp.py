@@ -36,8 +36,10 @@ from bot.handoff import DELIVERY_RANK, FAILED_DELIVERY
 from bot.messaging import (
     WHATSAPP_MAX_CHARS,
     ExpiringMap,
+    FloodLimiter,
     Option,
     RecentIds,
+    SharedKeys,
     match_option,
     numbered_options,
     split_message,
@@ -109,7 +111,8 @@ class WhatsAppSender(OutboundSender):
 
     reply_window = dt.timedelta(hours=24)  # WhatsApp takes free text only this long after the person wrote
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, shared: SharedKeys | None = None) -> None:
+        """`shared`: keys in Redis with several replicas (the person's last message, for "typing…")."""
         self.twilio = TwilioMessages(settings, whatsapp_address(settings.twilio_whatsapp_from))
         self.status_callback = settings.public_url + WHATSAPP_STATUS_PATH if settings.public_url else None
         self.content_enabled = settings.twilio_content_enabled
@@ -120,7 +123,7 @@ class WhatsAppSender(OutboundSender):
         # process, and with several replicas in Redis, since the advisor's may not be the one that
         # received it.
         self._last_inbound: ExpiringMap[str, str] = ExpiringMap(self.reply_window.total_seconds())
-        self._shared = shared_keys(settings, "whatsapp")
+        self._shared = shared
 
     async def send(self, recipient_id: str, text: str, buttons: Buttons = ()) -> tuple[str, ...]:
         to = whatsapp_address(recipient_id)
@@ -227,10 +230,11 @@ class WhatsAppChannel(ProviderChannel):
         token = require_secret("TWILIO_AUTH_TOKEN", settings.twilio_auth_token)
         self.signature = WebhookSignature(token, settings.public_url + WHATSAPP_WEBHOOK_PATH)
         self.status_signature = WebhookSignature(token, settings.public_url + WHATSAPP_STATUS_PATH)
-        self.sender = WhatsAppSender(settings)
+        shared = shared_keys(settings, self.name())
+        self.sender = WhatsAppSender(settings, shared)
         self.output = WhatsAppOutput(self.sender)
-        self.inbound = InboundPath(self.name(), self.output)
-        self.recent = RecentIds(shared=shared_keys(settings, self.name()))
+        self.inbound = InboundPath(self.name(), self.output, FloodLimiter(shared=shared))
+        self.recent = RecentIds(shared=shared)
 
     def blueprint(self, on_new_message: OnNewMessage) -> Blueprint:
         webhook = self.webhook_blueprint()

@@ -30,7 +30,9 @@ from sanic import Sanic, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
+from bot import services
 from bot.settings import MIN_SECRET, Settings
+from integrations.redis_keys import shared_keys
 
 logger = logging.getLogger(__name__)
 TOKEN_HEADER = "X-SOM-Action-Token"
@@ -91,6 +93,11 @@ def create_app(token: str, actions: str = "actions") -> Sanic:
     return app
 
 
+def share_counters(settings: Settings) -> None:
+    """With several action servers, the hand-off limits count across them (Redis)."""
+    services.share_counters(lambda namespace: shared_keys(settings, namespace))
+
+
 def argument_parser() -> argparse.ArgumentParser:
     from rasa_sdk.utils import add_logging_file_arguments, add_logging_level_option_arguments
 
@@ -127,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     utils.update_sanic_log_level()
 
+    share_counters(settings)
     app = create_app(settings.action_token, args.actions)
     plugin_manager().hook.attach_sanic_app_extensions(app=app)
     logger.info("action server on http://%s:%s (%s required but on /health)", host, port, TOKEN_HEADER)

@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import time
+import uuid
 
 import redis
 
@@ -44,6 +45,19 @@ redis.call('SET', KEYS[1], string.format('%.6f', free), 'PX', math.ceil((free - 
 return string.format('%.6f', taken - now)
 """
 
+# KEYS[1]: a sorted set of event times (Redis's clock). ARGV: limit, window (seconds), a unique member.
+TAKE = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], now, ARGV[3])
+redis.call('PEXPIRE', KEYS[1], math.ceil(tonumber(ARGV[2]) * 1000))
+return 1
+"""
+
 
 class SharedKeys:
     """Keys under one namespace (e.g. "som:whatsapp:"), each with its own time to live."""
@@ -55,6 +69,7 @@ class SharedKeys:
         self._namespace = namespace
         self._skip_until = 0.0
         self._reserve = self._redis.register_script(RESERVE)
+        self._take = self._redis.register_script(TAKE)
 
     def add(self, key: str, value: str, ttl: float) -> bool | None:
         """Store `value` unless `key` exists: True if stored, False if it existed, None if unknown."""
@@ -66,6 +81,13 @@ class SharedKeys:
     def get(self, key: str) -> str | None:
         value = self._call(lambda: self._redis.get(self._namespace + key))
         return value.decode("utf-8") if value is not None else None
+
+    def take(self, key: str, limit: int, window: float) -> bool | None:
+        """Count one event under `key` if it had fewer than `limit` in the last `window` seconds (on
+        Redis's clock, from any replica): True if counted, False if over, None if unknown."""
+        member = uuid.uuid4().hex
+        taken = self._call(lambda: self._take(keys=[self._namespace + key], args=[limit, window, member]))
+        return bool(taken) if taken is not None else None
 
     def reserve(self, key: str, spacing: float) -> float | None:
         """Take the next free moment under `key`, `spacing` seconds after the one taken before it

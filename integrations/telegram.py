@@ -27,7 +27,7 @@ from telegram.error import BadRequest, NetworkError, RetryAfter, TelegramError, 
 from telegram.request import HTTPXRequest
 
 from bot.settings import TELEGRAM_WEBHOOK_PATH, Settings
-from integrations.redis_keys import SharedKeys, shared_keys
+from integrations.redis_keys import SharedKeys
 
 logger = logging.getLogger(__name__)
 ALLOWED_UPDATES = ("message", "edited_message", "callback_query")
@@ -242,7 +242,7 @@ class TelegramBot:
 
     def __init__(self, settings: Settings, pacer: SendPacer | None = None) -> None:
         self.bot = make_bot(settings)
-        self.pacer = pacer or SendPacer(shared=shared_keys(settings, "telegram"))
+        self.pacer = pacer or SendPacer()
 
     async def ready(self) -> BotIdentity:
         """The bot's identity; the first call initialises the bot (getMe), later ones ask nothing."""

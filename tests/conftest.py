@@ -16,11 +16,9 @@ import pytest
 from production_stores import REDIS_URL
 from standins import PUBLIC_URL, Advisor, TelegramStandIn, TwilioStandIn
 
-import channels.advisor
 from bot import services
 from bot.handoff import HandoffStore
 from bot.knowledge import KnowledgeBase
-from bot.ratelimit import RateLimiter
 from bot.settings import CONTENT_DIR, Settings
 from channels import outbound
 from ops import runner
@@ -57,9 +55,8 @@ class Environment:
         for name in UNSET:
             monkeypatch.delenv(name, raising=False)
         self.set(**variables)
-        # Per-process registries: the senders channels register for advisors, the login limiter.
+        # A per-process registry: the senders channels register for advisors.
         monkeypatch.setattr(outbound, "_senders", {})
-        monkeypatch.setattr(channels.advisor, "login_attempts", RateLimiter(limit=5, window_seconds=300))
 
     def set(self, **variables: str) -> None:
         """Change variables; what `bot.services` built from the old ones is rebuilt on next use."""

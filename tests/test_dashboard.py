@@ -17,10 +17,8 @@ import yaml
 from blueprint_harness import channel_test_marks, in_event_loop, served
 from test_report import ANDEAN, HUH, Clock, seed_conversations, seed_handoffs, seed_more_advisors
 
-import channels.advisor
 from bot import services
 from bot.handoff import HandoffStore
-from bot.ratelimit import RateLimiter
 from bot.report import Figures
 from bot.settings import Settings
 from channels.advisor import AdvisorConsole
@@ -47,7 +45,6 @@ def var_dir(tmp_path, monkeypatch) -> Iterator[Settings]:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("SOM_VAR_DIR", str(tmp_path / "var"))
     monkeypatch.setenv("HANDOFF_SWEEP_SECONDS", "3600")
-    monkeypatch.setattr(channels.advisor, "login_attempts", RateLimiter(limit=5, window_seconds=300))
     forget_services()
     settings = Settings.from_env()
     settings.var_dir.mkdir(parents=True)

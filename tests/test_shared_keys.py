@@ -10,12 +10,16 @@ import time
 
 import pytest
 import redis
-from blueprint_harness import in_event_loop
+from blueprint_harness import in_event_loop, served
 from production_stores import REDIS_URL
 from telegram.error import RetryAfter
 
-from bot.messaging import CallbackData, RecentIds
+from bot import services
+from bot.messaging import CallbackData, Flood, FloodLimiter, RecentIds
+from bot.ratelimit import RateLimiter
 from bot.settings import Settings
+from channels.advisor import AdvisorConsole
+from extensions import action_server
 from integrations.redis_keys import SharedKeys, shared_keys
 from integrations.telegram import SendPacer
 
@@ -145,3 +149,58 @@ def test_redis_out_of_reach_leaves_each_replica_its_own_pace():
         assert shared.reserve("pace:telegram:1", 1.0) is None
     finally:
         server.close()
+
+
+# --- limits that hold across replicas -----------------------------------------------------------
+
+
+def test_a_limit_counts_every_replicas_events_and_frees_up_after_its_window(namespace):
+    first, second = (RateLimiter(3, 0.5, SharedKeys(REDIS_URL, namespace), name="test") for _ in range(2))
+    assert [first.allow("ana"), second.allow("ana"), first.allow("ana")] == [True, True, True]
+    assert second.allow("ana") is False and first.allow("ana") is False, "three in the window, whoever counted"
+    assert second.allow("beto") is True, "another key has its own count"
+    time.sleep(0.6)
+    assert second.allow("ana") is True
+
+
+def test_a_flood_across_replicas_gets_one_notice_and_nothing_more(namespace):
+    replicas = [FloodLimiter(limit=4, window=60.0, shared=SharedKeys(REDIS_URL, namespace)) for _ in range(2)]
+    verdicts = [replicas[n % 2].check("whatsapp:+51987654321") for n in range(7)]
+    assert verdicts == [Flood.ALLOW] * 4 + [Flood.WARN, Flood.DROP, Flood.DROP]
+
+
+def test_without_redis_each_replica_keeps_its_own_count():
+    server = SilentServer()
+    try:
+        limiter = RateLimiter(2, 60.0, SharedKeys(server.url, "som:rest:"), name="test")
+        assert [limiter.allow("ana") for _ in range(3)] == [True, True, False]
+    finally:
+        server.close()
+
+
+@in_event_loop
+async def test_failed_sign_ins_on_one_replica_count_on_the_other(environment, redis_prefix):
+    environment.set(REDIS_URL=REDIS_URL, REDIS_KEY_PREFIX=redis_prefix[0])
+    wrong = {"username": "rosa.canales", "password": "no-es-la-clave"}
+    async with served([AdvisorConsole()]) as near, served([AdvisorConsole()]) as far:
+        statuses = [
+            (await replica.client.post("/advisor/api/login", json=wrong)).status_code
+            for replica in (near, far, near, far, near, far)
+        ]
+    assert statuses == [401] * 5 + [429]
+
+
+def test_one_web_client_is_capped_across_action_servers(environment, redis_prefix):
+    environment.set(REDIS_URL=REDIS_URL, REDIS_KEY_PREFIX=redis_prefix[0], HANDOFFS_PER_CLIENT_HOUR="2")
+    action_server.share_counters(environment.settings())
+    try:
+        desks = [services.handoff_desk()]
+        services.handoff_desk.cache_clear()  # a second action server: a desk of its own, the same Redis
+        desks.append(services.handoff_desk())
+        opened = [
+            desks[n % 2].request(f"rest:{n}", "rest", "requested", {}, [("person", "ayuda")], client="client-1")[0]
+            for n in range(3)
+        ]
+    finally:
+        services.share_counters(lambda namespace: None)
+    assert [view is not None for view in opened] == [True, True, False]

@@ -43,6 +43,7 @@ from bot import services
 from bot.handoff import Handoff
 from bot.settings import WHATSAPP_STATUS_PATH
 from channels.whatsapp import WhatsAppChannel, WhatsAppSender
+from integrations.redis_keys import shared_keys
 
 pytestmark = channel_test_marks(90)
 
@@ -394,7 +395,8 @@ async def test_typing_reaches_the_person_when_the_advisors_replica_did_not_recei
     environment, twilio_standin, redis_prefix
 ):
     environment.set(REDIS_URL=REDIS_URL, REDIS_KEY_PREFIX=redis_prefix[0])
-    receiving, advisors = (WhatsAppSender(environment.settings()) for _ in range(2))
+    settings = environment.settings()
+    receiving, advisors = (WhatsAppSender(settings, shared_keys(settings, "whatsapp")) for _ in range(2))
     address = whatsapp_address()
     written = twilio_fields(address, "¿Me ayuda?")
     try:
