@@ -14,8 +14,11 @@ _WORD = re.compile(r"[a-z0-9.]+")
 FUZZY_MATCHES_KEPT = 20_000  # words and phrases whose closest known match is remembered
 # Ordinary words that are close misspellings of a country or demonym: never read them as one.
 NOT_COUNTRIES = frozenset(
-    {"espanol", "ingles", "frances", "aleman", "portugues", "salvador", "paraguas", "bolivar", "ecuatorial", "colonia"}
-)
+    {
+        "espanol", "ingles", "frances", "aleman", "portugues", "salvador", "paraguas", "bolivar", "ecuatorial",
+        "colonia", "colonial", "portal", "americanos", "americanas",
+    }
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,10 @@ class CountryIndex:
         for country in countries:
             for alias in (country.name, *country.aliases, *country.cities):
                 self._by_alias[fold(alias)] = country.name
+        # Misspellings are looked for among countries and demonyms only: a word one letter away
+        # from a city is more often an ordinary word ("patrón" / Paterson, "semilla" / Sevilla).
+        cities = {fold(city) for country in countries for city in country.cities}
+        self._fuzzy_keys = [alias for alias in self._by_alias if alias not in cities]
         self._longest_alias_words = max((len(a.split()) for a in self._by_alias), default=1)
         # Fuzzy matching compares with every alias; people repeat the same words, so each is compared once.
         self._closest_alias = functools.lru_cache(maxsize=FUZZY_MATCHES_KEPT)(self._compare_with_aliases)
@@ -66,7 +73,7 @@ class CountryIndex:
         return self._closest_alias(key)
 
     def _compare_with_aliases(self, key: str) -> str | None:
-        close = difflib.get_close_matches(key, self._by_alias, n=1, cutoff=self.FUZZY_CUTOFF)
+        close = difflib.get_close_matches(key, self._fuzzy_keys, n=1, cutoff=self.FUZZY_CUTOFF)
         return self._by_alias[close[0]] if close else None
 
     def find_in_text(self, text: str) -> str | None:

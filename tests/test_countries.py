@@ -26,5 +26,19 @@ def test_finds_countries_in_free_text_preferring_longer_names(kb):
 
 
 def test_does_not_invent_countries_from_ordinary_words(kb):
-    for text in ("hola buenas tardes", "necesito ayuda con mi pension", "gracias por todo"):
+    for text in (
+        "hola buenas tardes",
+        "necesito ayuda con mi pension",
+        "gracias por todo",
+        "mi patrón no me paga",  # not Paterson (a city of the United States)
+        "me inscribí en el portal",  # not Portugal
+        "vendo semilla de papa",  # not Sevilla
+        "trabajo con americanos",
+        "una casa colonial",
+    ):
         assert kb.countries.find_in_text(text) is None, text
+
+
+def test_a_city_counts_only_as_written_and_the_country_next_to_it_wins(kb):
+    assert kb.countries.find_in_text("estoy en sevilla") == "España"
+    assert kb.countries.find_in_text("mi patrón en españa no me paga") == "España"
