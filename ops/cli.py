@@ -22,7 +22,7 @@ import sqlalchemy as sa
 import yaml
 from telegram.error import TelegramError
 
-from bot import evaluation, report, retention
+from bot import confusions, evaluation, report, retention
 from bot.database import engine_for
 from bot.dialogue import Responder
 from bot.handoff import HandoffError, HandoffStore
@@ -59,6 +59,8 @@ def cmd_content_check(settings: Settings, args: argparse.Namespace) -> int:
     print(f"Contenido correcto: {len(kb.entries)} respuestas, {len(list(kb.countries))} países.")
     if args.stale is not None:
         return _list_stale(kb, args.stale, args.today or dt.date.today())
+    if args.confusions is not None:
+        return _list_confusions(kb, args.confusions)
     generated = runner.COUNTRY_NLU_FILE
     if settings.content_dir == CONTENT_DIR and runner.country_nlu_yaml(kb.countries) != _read(generated):
         print("data/nlu/countries.yml está desactualizado: ejecute `python -m bot gen-countries`.", file=sys.stderr)
@@ -74,6 +76,24 @@ def _list_stale(kb: KnowledgeBase, days: int, today: dt.date) -> int:
     print(f"{len(stale)} ítem(s) revisados hace más de {days} días (al {today.isoformat()}):")
     for reviewed, file, name in stale:
         print(f"  {reviewed.isoformat()}  {file}: {name}")
+    return 0
+
+
+def _list_confusions(kb: KnowledgeBase, worst: int) -> int:
+    """What the editors should tell apart: each question, left out, ranked against the rest of the content."""
+    result = confusions.check(kb)
+    share = f"{result.accuracy * 100:.1f} %".replace(".", ",")
+    print(
+        f"Sin cada pregunta, el asistente la contesta con su propia respuesta en {result.correct} de "
+        f"{result.questions} casos ({share})."
+    )
+    pairs = result.pairs(worst)
+    if not pairs:
+        print("Ninguna pregunta se confunde con otra respuesta.")
+        return 0
+    print("Preguntas que el asistente confunde (deje fuera cada pregunta y vea qué respuesta gana):")
+    for pair in pairs:
+        print(f"  {pair.expected} → {pair.ranked_first} ({pair.count} de {pair.asked}): «{pair.example}»")
     return 0
 
 
@@ -522,6 +542,10 @@ def main(argv: list[str] | None = None) -> int:
     check = commands.add_parser("content-check", help="valida data/content/")
     check.add_argument("--stale", type=int, metavar="DÍAS", help="lista lo revisado hace más de DÍAS días")
     check.add_argument("--today", type=dt.date.fromisoformat, help=argparse.SUPPRESS)  # for tests
+    check.add_argument(
+        "--confusions", type=int, nargs="?", const=15, metavar="N",
+        help="deja fuera cada pregunta y lista las N confusiones más frecuentes (15 por defecto)",
+    )  # fmt: skip
     check.set_defaults(func=cmd_content_check)
     commands.add_parser("gen-countries", help="regenera data/nlu/countries.yml").set_defaults(func=cmd_gen_countries)
     train = commands.add_parser("train", help="entrena si cambiaron datos, dominio o config")
