@@ -620,6 +620,30 @@ class HandoffStore:
             raise NotYours("otro asesor atiende esta conversación")
         return view
 
+    def release(self, handoff_id: int, advisor_id: int, supervisor: bool = False) -> HandoffView:
+        """Put an active hand-off back in the queue (its advisor, or a supervisor, releases it): first
+        in line, and as a left message, so that the waiting time already spent never expires it."""
+        view = self.get(handoff_id)
+        if view.state != "active":
+            raise Conflict(f"esta conversación no está en atención ({view.state})")
+        if view.advisor_id != advisor_id and not supervisor:
+            raise NotYours("otro asesor atiende esta conversación")
+        with self._session() as s:
+            released = (
+                s.query(Handoff)
+                .filter(Handoff.id == handoff_id, Handoff.state == "active", Handoff.advisor_id == view.advisor_id)
+                .update(
+                    {
+                        "state": "waiting", "advisor_id": None, "mode": "message", "message_left": True,
+                        "priority": sa.case((Handoff.priority < 1, 1), else_=Handoff.priority),
+                    },
+                    synchronize_session=False,
+                )
+            )  # fmt: skip
+            if not released:
+                raise Conflict("esta conversación cambió mientras tanto: actualice la vista")
+        return self.get(handoff_id)
+
     def close(self, handoff_id: int, advisor_id: int) -> HandoffView:
         self.require_owner(handoff_id, advisor_id)
         with self._session() as s:

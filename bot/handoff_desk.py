@@ -300,6 +300,21 @@ class HandoffDesk:
         self.store.add_message(handoff_id, "note", text, advisor.id)
         self.store.audit(advisor.id, "note", handoff_id)
 
+    async def release(self, handoff_id: int, advisor: Advisor, outbox: Outbox) -> tuple[HandoffView, Delivery]:
+        """Give the case back to the queue (an advisor going off shift; a supervisor reassigning):
+        the record says who did, and the person is told another advisor will write."""
+        view = await asyncio.to_thread(self._release, handoff_id, advisor)
+        outside, _ = self._window(outbox, view, ADVISOR_REPLY_TEMPLATE)
+        if outside:  # past WhatsApp's window no free text goes; the next advisor's greeting will
+            return view, Delivery(sent=0, total=0)
+        return view, await self._send_and_record(outbox, view, self._say("handoff.released"), author="assistant")
+
+    def _release(self, handoff_id: int, advisor: Advisor) -> HandoffView:
+        view = self.store.release(handoff_id, advisor.id, supervisor=self.store.is_supervisor(advisor.id))
+        self.store.add_message(handoff_id, "system", f"Devuelta a la fila por {advisor.name}.", advisor.id)
+        self.store.audit(advisor.id, "release", handoff_id)
+        return view
+
     async def close(self, handoff_id: int, advisor: Advisor, outbox: Outbox) -> tuple[HandoffView, Delivery]:
         """Close the hand-off, then say goodbye and ask for a rating."""
         view = await asyncio.to_thread(self._close, handoff_id, advisor)

@@ -389,6 +389,12 @@ class AdvisorConsole(InputChannel):
             view, delivery = await desk.close(handoff_id, advisor, ChannelOutbox(request.app.ctx.agent))
             return response.json({"handoff": view.as_json(), **delivery.as_json()})
 
+        @console.route("/api/handoffs/<handoff_id:int>/release", methods=["POST"])
+        @authenticated
+        async def release(request: Request, advisor, handoff_id: int) -> HTTPResponse:
+            view, delivery = await desk.release(handoff_id, advisor, ChannelOutbox(request.app.ctx.agent))
+            return response.json({"handoff": view.as_json(), **delivery.as_json()})
+
         @console.route("/api/canned", methods=["GET"])
         @authenticated
         async def canned(request: Request, advisor) -> HTTPResponse:

@@ -311,3 +311,39 @@ def test_one_web_client_cannot_fill_the_queue_with_new_conversations(desk):
     assert ask("rest:d", "client-2")[0] is not None  # other people are not affected
     desk.store.clock.now += dt.timedelta(hours=1, minutes=1)
     assert ask("rest:c", "client-1")[0] is not None  # an hour later the client may ask again
+
+
+def test_a_case_given_back_goes_first_in_line_never_expires_and_another_advisor_takes_it(desk):
+    view, _ = open_handoff(desk)
+    sensitive, _ = open_handoff(desk, "c2", reason="sensitive", now=TUESDAY_10AM + dt.timedelta(minutes=1))
+    channel = ChannelStandIn()
+    asyncio.run(desk.claim(view.id, ANA, channel))
+    with pytest.raises(NotYours):
+        asyncio.run(desk.release(view.id, LUIS, channel))  # not his, and he is no supervisor
+    desk.store.clock.now = TUESDAY_10AM + dt.timedelta(hours=2)
+    released, told = asyncio.run(desk.release(view.id, ANA, channel))
+    assert (released.state, released.advisor_id) == ("waiting", None)
+    assert told.delivered and "Otro(a) asesor(a)" in channel.sent[-1]
+    assert [h.id for h in desk.store.queue("waiting")][0] == view.id, "first in line, before newer cases"
+    assert sensitive.id in [h.id for h in desk.store.queue("waiting")]
+    assert asyncio.run(desk.expire_unclaimed(channel)) == 1, "only the other case: the given-back one waits"
+    assert desk.store.get(view.id).state == "waiting"
+    asyncio.run(desk.claim(view.id, LUIS, channel))
+    assert asyncio.run(desk.reply(view.id, LUIS, "Soy Luis, sigo con su caso", channel)).delivered
+    lines = [(line.author, line.text) for line in desk.store.transcript(view.id)]
+    assert ("system", "Devuelta a la fila por Ana.") in lines
+    assert [a[1] for a in desk.store.audit_log() if a[2] == view.id] == ["claim", "release", "claim", "reply"]
+
+
+def test_a_supervisor_can_give_back_anyones_case_and_a_closed_one_cannot_be_given_back(desk):
+    desk.store.add_advisor("sara", "clave-de-supervisora", "Sara")
+    desk.store.set_supervisor("sara")
+    sara = desk.store.login("sara", "clave-de-supervisora")[1]
+    view, _ = open_handoff(desk)
+    channel = ChannelStandIn()
+    asyncio.run(desk.claim(view.id, ANA, channel))
+    assert asyncio.run(desk.release(view.id, sara, channel))[0].state == "waiting"
+    asyncio.run(desk.claim(view.id, ANA, channel))
+    asyncio.run(desk.close(view.id, ANA, channel))
+    with pytest.raises(Conflict):
+        asyncio.run(desk.release(view.id, ANA, channel))

@@ -12,6 +12,7 @@ from test_channel_blueprints import ADVISOR_PASSWORD
 
 from bot import services
 from channels.advisor import AdvisorConsole
+from channels.whatsapp import WhatsAppChannel
 
 pytestmark = channel_test_marks(120)
 
@@ -55,3 +56,21 @@ def test_the_console_shows_each_replys_delivery_status_and_flags_a_failed_one(en
         assert lines.nth(0).locator(".delivery").count() == 0, "the person's message has no status"
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "console-delivery-status.png"), full_page=True)
+
+
+def test_an_advisor_gives_a_case_back_and_it_waits_first_in_line_with_the_person_told(
+    environment, browser, twilio_standin
+):
+    handoff_id = whatsapp_case_with_two_replies()
+    channels = [AdvisorConsole(), WhatsAppChannel(environment.settings())]  # the notice goes out on WhatsApp
+    with ServerThread(channels, name="console-server") as server:
+        page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+        sign_in(page, server.url, "rosa.canales", ADVISOR_PASSWORD)
+        page.get_by_role("tab", name="En atención").click()
+        page.locator("#queue li", has_text=f"#{handoff_id}").click()
+        page.get_by_role("button", name="Devolver a la fila").click()
+        page.get_by_text("Estado: en espera").wait_for(timeout=TIMEOUT)
+        page.get_by_text("Devuelta a la fila por Rosa.").wait_for(timeout=TIMEOUT)
+        page.get_by_role("button", name="Atender esta conversación").wait_for(timeout=TIMEOUT)
+    (told,) = [r for r in twilio_standin.accepted("whatsapp:+51987654321") if "Otro(a) asesor(a)" in r.params["Body"]]
+    assert services.handoff_desk().store.get(handoff_id).state == "waiting"

@@ -124,6 +124,7 @@ async function renderDetail(focus = false) {
   ];
   if (h.state === "waiting") parts.push(el("div", { class: "actions" }, el("button", { onclick: () => act(`/handoffs/${h.id}/claim`) }, "Atender esta conversación")));
   if (mine) parts.push(await replyForm(h));
+  else if (h.state === "active" && sessionStorage.getItem("som-supervisor") === "1") parts.push(el("div", { class: "actions" }, releaseButton(h)));
   parts.push(noteForm(h));
   $("detail").replaceChildren(...parts);
   log.scrollTop = log.scrollHeight;
@@ -192,8 +193,14 @@ async function replyForm(h) {
     e.preventDefault();
     if (box.value.trim()) await act(`/handoffs/${h.id}/messages`, { text: box.value });
   } }, picker, box, el("button", { type: "submit" }, "Enviar"),
-  el("button", { type: "button", class: "secondary", onclick: () => act(`/handoffs/${h.id}/close`) }, "Cerrar conversación"));
+  el("button", { type: "button", class: "secondary", onclick: () => act(`/handoffs/${h.id}/close`) }, "Cerrar conversación"),
+  releaseButton(h));
   return form;
+}
+
+// Back to the queue, first in line: the advisor leaves (end of shift), or a supervisor reassigns.
+function releaseButton(h) {
+  return el("button", { type: "button", class: "secondary", onclick: () => act(`/handoffs/${h.id}/release`) }, "Devolver a la fila");
 }
 
 function noteForm(h) {
