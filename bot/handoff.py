@@ -220,8 +220,14 @@ class HandoffView:
     closed_at: dt.datetime | None
     last_person_message_at: dt.datetime
 
+    @property
+    def given_back(self) -> bool:
+        """Waiting again after an advisor had it (released to the queue)."""
+        return self.state == "waiting" and self.claimed_at is not None
+
     def as_json(self) -> dict[str, Any]:
         data = {k: v for k, v in self.__dict__.items()}
+        data["given_back"] = self.given_back
         for key in ("created_at", "claimed_at", "closed_at", "last_person_message_at"):
             data[key] = data[key].isoformat() + "Z" if data[key] else None
         return data
@@ -253,14 +259,15 @@ def missing_history(session: list[TranscriptLine], record: list[TranscriptLine])
     return []
 
 
+# The hand-offs that take a conversation's messages: one an advisor attends, or one still waiting
+# for the person's message (once left, the assistant answers again until an advisor takes the case).
+INTERCEPTS = sa.or_(Handoff.state == "active", sa.and_(Handoff.state == "waiting", Handoff.message_left.is_(False)))
+
 _INVOLVES = (
     sa.select(Handoff.id)
     .where(
         Handoff.conversation_id == sa.bindparam("conversation_id"),
-        sa.or_(
-            sa.and_(Handoff.state.in_(OPEN_STATES), Handoff.message_left.is_(False)),
-            Handoff.awaiting_rating.is_(True),
-        ),
+        sa.or_(INTERCEPTS, Handoff.awaiting_rating.is_(True)),
     )
     .limit(1)
 )
@@ -622,7 +629,8 @@ class HandoffStore:
 
     def release(self, handoff_id: int, advisor_id: int, supervisor: bool = False) -> HandoffView:
         """Put an active hand-off back in the queue (its advisor, or a supervisor, releases it): first
-        in line, and as a left message, so that the waiting time already spent never expires it."""
+        in line, and in leave-a-message mode, so that the waiting time already spent never expires it;
+        the person's next message is kept for whoever takes it."""
         view = self.get(handoff_id)
         if view.state != "active":
             raise Conflict(f"esta conversación no está en atención ({view.state})")
@@ -634,7 +642,7 @@ class HandoffStore:
                 .filter(Handoff.id == handoff_id, Handoff.state == "active", Handoff.advisor_id == view.advisor_id)
                 .update(
                     {
-                        "state": "waiting", "advisor_id": None, "mode": "message", "message_left": True,
+                        "state": "waiting", "advisor_id": None, "mode": "message",
                         "priority": sa.case((Handoff.priority < 1, 1), else_=Handoff.priority),
                     },
                     synchronize_session=False,
@@ -839,11 +847,7 @@ class HandoffStore:
     def _open_record(s, conversation_id: str) -> Handoff | None:
         return (
             s.query(Handoff)
-            .filter(
-                Handoff.conversation_id == conversation_id,
-                Handoff.state.in_(OPEN_STATES),
-                Handoff.message_left.is_(False),
-            )
+            .filter(Handoff.conversation_id == conversation_id, INTERCEPTS)
             .order_by(Handoff.id.desc())
             .first()
         )

@@ -138,6 +138,16 @@ def test_out_of_hours_takes_a_message_once_and_advisors_see_it_first(desk):
     assert later[0][0] == again[0][0]
 
 
+def test_once_an_advisor_takes_a_left_message_the_persons_replies_reach_the_advisor(desk):
+    view, _ = open_handoff(desk, "night", now=TUESDAY_10PM)
+    desk.on_person_message("night", "Necesito ayuda con mi contrato", "rest")
+    desk.store.clock.now = TUESDAY_10AM + dt.timedelta(days=1)
+    asyncio.run(desk.claim(view.id, ANA, ChannelStandIn()))
+    decision = desk.on_person_message("night", "Gracias, Ana. Le cuento:", "rest")
+    assert decision.to_assistant is None, "the advisor's conversation, not the assistant's"
+    assert desk.store.transcript(view.id)[-1].text == "Gracias, Ana. Le cuento:"
+
+
 def test_unclaimed_hand_off_times_out_once_and_offers_to_leave_a_message(desk):
     view, _ = open_handoff(desk)
     desk.store.clock.now = TUESDAY_10AM + dt.timedelta(minutes=9)
@@ -322,16 +332,19 @@ def test_a_case_given_back_goes_first_in_line_never_expires_and_another_advisor_
         asyncio.run(desk.release(view.id, LUIS, channel))  # not his, and he is no supervisor
     desk.store.clock.now = TUESDAY_10AM + dt.timedelta(hours=2)
     released, told = asyncio.run(desk.release(view.id, ANA, channel))
-    assert (released.state, released.advisor_id) == ("waiting", None)
+    assert (released.state, released.advisor_id, released.given_back) == ("waiting", None, True)
     assert told.delivered and "Otro(a) asesor(a)" in channel.sent[-1]
+    assert "quedó registrado" in desk.on_person_message("c1", "¿Sigue mi caso?", "rest").replies[0][0]
     assert [h.id for h in desk.store.queue("waiting")][0] == view.id, "first in line, before newer cases"
     assert sensitive.id in [h.id for h in desk.store.queue("waiting")]
     assert asyncio.run(desk.expire_unclaimed(channel)) == 1, "only the other case: the given-back one waits"
     assert desk.store.get(view.id).state == "waiting"
     asyncio.run(desk.claim(view.id, LUIS, channel))
     assert asyncio.run(desk.reply(view.id, LUIS, "Soy Luis, sigo con su caso", channel)).delivered
+    assert desk.on_person_message("c1", "Gracias, Luis", "rest").to_assistant is None
     lines = [(line.author, line.text) for line in desk.store.transcript(view.id)]
-    assert ("system", "Devuelta a la fila por Ana.") in lines
+    assert ("system", "Devuelta a la fila por Ana.") in lines and ("person", "¿Sigue mi caso?") in lines
+    assert lines[-1] == ("person", "Gracias, Luis")
     assert [a[1] for a in desk.store.audit_log() if a[2] == view.id] == ["claim", "release", "claim", "reply"]
 
 

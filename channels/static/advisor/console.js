@@ -84,7 +84,7 @@ async function refreshQueue() {
     class: h.priority ? "priority" : "", tabindex: "0", "aria-current": String(h.id === state.openId),
     onclick: () => openHandoff(h.id), onkeydown: (e) => { if (e.key === "Enter") openHandoff(h.id); },
   }, el("strong", {}, `#${h.id} · ${REASONS[h.reason] || h.reason}`), el("div", { class: "meta" },
-    `${h.channel} · ${when(h.created_at)}${h.message_left ? " · dejó un mensaje" : ""}${h.advisor ? ` · ${h.advisor}` : ""}`),
+    `${h.channel} · ${when(h.created_at)}${h.given_back ? " · devuelta a la fila" : h.message_left ? " · dejó un mensaje" : ""}${h.advisor ? ` · ${h.advisor}` : ""}`),
   el("div", { class: "meta" }, h.summary))));
   if (!items.length) $("queue").replaceChildren(el("li", { class: "meta" }, "No hay conversaciones."));
 }
