@@ -95,13 +95,21 @@ def test_only_the_production_profile_shares_keys():
 # machine makes the gaps longer, never shorter.
 
 
-def two_replicas(namespace: str, **limits: float) -> tuple[SendPacer, SendPacer]:
-    return tuple(SendPacer(shared=SharedKeys(REDIS_URL, namespace), **limits) for _ in range(2))  # type: ignore[return-value]
+def two_replicas(namespace: str, waits: list[float] | None = None, **limits: float) -> tuple[SendPacer, SendPacer]:
+    """Two pacers on one Redis namespace; each sleep they ask for is noted in `waits`."""
+
+    async def sleep(seconds: float) -> None:
+        if waits is not None:
+            waits.append(seconds)
+        await asyncio.sleep(seconds)
+
+    return tuple(SendPacer(shared=SharedKeys(REDIS_URL, namespace), sleep=sleep, **limits) for _ in range(2))  # type: ignore[return-value]
 
 
 @in_event_loop
 async def test_two_replicas_writing_to_one_chat_keep_its_pace_between_them(namespace):
-    replicas = two_replicas(namespace, chat_interval=0.25)
+    waits: list[float] = []
+    replicas = two_replicas(namespace, waits, chat_interval=0.4)
     started: list[float] = []
 
     async def send(replica: SendPacer) -> None:
@@ -111,24 +119,26 @@ async def test_two_replicas_writing_to_one_chat_keep_its_pace_between_them(names
     for n in range(4):  # an advisor's replies, each sent by whichever replica took the request
         await send(replicas[n % 2])
     gaps = [later - earlier for earlier, later in zip(started, started[1:])]
-    assert all(gap >= 0.2 for gap in gaps), gaps
-    other_chat = time.monotonic()
+    assert all(gap >= 0.2 for gap in gaps), gaps  # 0.4 s apart, less a loaded machine's jitter
+    waits.clear()
     async with replicas[1].message(78):
-        assert time.monotonic() - other_chat < 0.2, "another chat does not wait for this one"
+        pass
+    assert all(wait < 0.1 for wait in waits), f"another chat does not wait for this one: {waits}"
 
 
 @in_event_loop
 async def test_two_replicas_together_stay_under_the_overall_limit(namespace):
-    replicas = two_replicas(namespace, overall_per_second=10)
+    replicas = two_replicas(namespace, overall_per_second=5)
     started: list[float] = []
 
     async def send(replica: SendPacer, chat_id: int) -> None:
         async with replica.message(chat_id):
             started.append(time.monotonic())
 
-    await asyncio.gather(*(send(replicas[chat_id % 2], chat_id) for chat_id in range(12)))
+    await asyncio.gather(*(send(replicas[chat_id % 2], chat_id) for chat_id in range(8)))
     started.sort()
-    assert all(later - earlier >= 0.08 for earlier, later in zip(started, started[1:]))  # 10 a second
+    gaps = [later - earlier for earlier, later in zip(started, started[1:])]
+    assert all(gap >= 0.1 for gap in gaps), gaps  # 5 a second: 0.2 s apart, less a loaded machine's jitter
 
 
 @in_event_loop
