@@ -631,11 +631,9 @@ class HandoffStore:
         """Put an active hand-off back in the queue (its advisor, or a supervisor, releases it): first
         in line, and in leave-a-message mode, so that the waiting time already spent never expires it;
         the person's next message is kept for whoever takes it."""
-        view = self.get(handoff_id)
+        view = self.get(handoff_id) if supervisor else self.require_owner(handoff_id, advisor_id)
         if view.state != "active":
             raise Conflict(f"esta conversación no está en atención ({view.state})")
-        if view.advisor_id != advisor_id and not supervisor:
-            raise NotYours("otro asesor atiende esta conversación")
         with self._session() as s:
             released = (
                 s.query(Handoff)

@@ -188,7 +188,12 @@ def _numbered(session: list[tuple[TranscriptLine, list[dict[str, Any]]]], shown:
 async def handoff_media(request_app: Any, view: HandoffView, store: Any) -> list[MediaRef]:
     """Every file of the hand-off's conversation, numbered as the console shows them."""
     refs = _numbered(await _session_before(request_app, view), 0)
-    for line, content_type, url in await asyncio.to_thread(store.media, view.id):
+    return await _with_record_files(refs, store, view.id)
+
+
+async def _with_record_files(refs: list[MediaRef], store: Any, handoff_id: int) -> list[MediaRef]:
+    """`refs` (the session's files) followed by the files sent during the hand-off, numbered on."""
+    for line, content_type, url in await asyncio.to_thread(store.media, handoff_id):
         refs.append(MediaRef(len(refs), content_type, url, "transcript", line))
     return refs
 
@@ -290,8 +295,7 @@ class AdvisorConsole(InputChannel):
             except Exception:  # the record alone still lets the advisor work
                 logger.exception("could not read the conversation before hand-off %s", handoff_id)
                 earlier, media = [], []
-            for line, content_type, url in await run(desk.store.media, handoff_id):
-                media.append(MediaRef(len(media), content_type, url, "transcript", line))
+            media = await _with_record_files(media, desk.store, handoff_id)
 
             def files(part: str, index: int) -> dict[str, Any]:
                 shown = [ref.as_json() for ref in media if (ref.part, ref.line) == (part, index)]
